@@ -1,0 +1,140 @@
+"""Sources of market data, and which value types they feed, in which tier and with what weight.
+
+Credentials are never stored: a source names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator, URLValidator
+from django.db import models
+
+from values.models import ValueType, identifier_validator
+
+env_var_validator = RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "Environment variable names are UPPER_CASE.")
+url_validator = URLValidator(schemes=["http", "https"])
+
+
+class SourceKind(models.TextChoices):
+    HTTP_JSON = "http_json", "Generic JSON over HTTP"
+    WORLD_BANK = "world_bank", "World Bank Indicators API"
+    IMF = "imf", "IMF DataMapper API"
+    GOOGLE_ADS = "google_ads", "Google Ads API"
+    FACEBOOK_MARKETING = "facebook_marketing", "Meta Marketing API"
+    SEMRUSH = "semrush", "Semrush Analytics API"
+
+
+class Tier(models.TextChoices):
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+    TERTIARY = "tertiary"
+
+
+class Source(models.Model):
+    """An external API (or a generic JSON service) that answers value types."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[identifier_validator])
+    kind = models.CharField(max_length=30, choices=SourceKind.choices)
+    description = models.TextField(blank=True)
+    base_url = models.CharField(max_length=500, validators=[url_validator])
+    credential_variables = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Credential role to environment variable NAME, e.g. {"access_token": "FACEBOOK_ACCESS_TOKEN"}.',
+    )
+    is_enabled = models.BooleanField(default=True)
+    connect_timeout = models.FloatField(default=3.0, validators=[MinValueValidator(0.01)])
+    read_timeout = models.FloatField(default=10.0, validators=[MinValueValidator(0.01)])
+    requests_per_minute = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)])
+    burst_allowance = models.PositiveIntegerField(default=10)
+    breaker_failure_threshold = models.PositiveIntegerField(
+        default=5, validators=[MinValueValidator(1)], help_text="Failures in a row that open the breaker."
+    )
+    breaker_recovery_timeout = models.DurationField(
+        default=timedelta(seconds=60), help_text="How long the breaker stays open before a trial."
+    )
+    breaker_half_open_trials = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Trial calls admitted when half-open."
+    )
+    request_template = models.JSONField(
+        default=dict, blank=True, help_text="Method, path, query and body, with {context} placeholders."
+    )
+    field_mapping = models.JSONField(
+        default=dict, blank=True, help_text="Value field to JMESPath expression over the response."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def credential_status(self) -> dict[str, bool]:
+        """Each credential variable's name and whether it is set. Never the value."""
+        return {name: bool(os.environ.get(name)) for name in self.credential_variables.values()}
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if not isinstance(self.credential_variables, dict):
+            errors["credential_variables"] = ["Must be a JSON object of role to variable name."]
+        else:
+            for role, name in self.credential_variables.items():
+                try:
+                    env_var_validator(name if isinstance(name, str) else "")
+                except ValidationError:
+                    errors.setdefault("credential_variables", []).append(
+                        f"{role}: {name!r} is not an environment variable name (store the name, never the secret)."
+                    )
+        for name in ("request_template", "field_mapping"):
+            if not isinstance(getattr(self, name), dict):
+                errors[name] = ["Must be a JSON object."]
+        if self.breaker_recovery_timeout is not None and self.breaker_recovery_timeout <= timedelta(0):
+            errors["breaker_recovery_timeout"] = ["Must be a positive duration."]
+        if errors:
+            raise ValidationError(errors)
+
+
+class ValueTypeSource(models.Model):
+    """One source feeding one value type: its tier, its weight in the blend, what it covers."""
+
+    value_type = models.ForeignKey(ValueType, on_delete=models.CASCADE, related_name="source_links")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="value_type_links")
+    tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.PRIMARY)
+    weight = models.FloatField(help_text="Share in the tier's blend, in (0, 1].")
+    channels = models.JSONField(
+        default=list, blank=True, help_text="Channels this source covers; empty: all."
+    )
+    request_params = models.JSONField(default=dict, blank=True)
+    field_mapping = models.JSONField(
+        default=dict, blank=True, help_text="Overrides the source's field mapping for this type."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["value_type", "source"], name="unique_value_type_source")
+        ]
+        ordering = ["value_type__key", "tier", "source__name"]
+        verbose_name = "value type source"
+
+    def __str__(self) -> str:
+        return f"{self.source_id and self.source.name} ({self.tier}, {self.weight})"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.weight is None or not (math.isfinite(self.weight) and 0 < self.weight <= 1):
+            errors["weight"] = [f"Weight must be in (0, 1], not {self.weight}."]
+        if not isinstance(self.channels, list) or not all(
+            isinstance(channel, str) and channel for channel in self.channels
+        ):
+            errors["channels"] = ["Must be a list of channel names."]
+        for name in ("request_params", "field_mapping"):
+            if not isinstance(getattr(self, name), dict):
+                errors[name] = ["Must be a JSON object."]
+        if errors:
+            raise ValidationError(errors)

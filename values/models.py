@@ -1,0 +1,218 @@
+"""Value types, overrides, resolved values (the database cache tier) and the history of edits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from values.validation import ValueRules, rules_problems, value_problems
+
+identifier_validator = RegexValidator(
+    r"^[a-z][a-z0-9_]*$", "Use lowercase letters, digits and underscores, starting with a letter."
+)
+
+
+def _positive_duration(duration: timedelta) -> None:
+    if duration <= timedelta(0):
+        raise ValidationError("Must be a positive duration.")
+
+
+def _string_list(value: object, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        return [f"Must be a list of {what}."]
+    if len(set(value)) != len(value):
+        return ["Must not repeat an entry."]
+    return []
+
+
+class ValueType(models.Model):
+    """A kind of dynamic value (budget thresholds, ...) and the rules every value of it obeys."""
+
+    key = models.CharField(max_length=100, unique=True, validators=[identifier_validator])
+    aliases = models.JSONField(default=list, blank=True, help_text="Other keys that name this type.")
+    description = models.TextField(blank=True)
+    schema = models.JSONField(help_text="JSON Schema (2020-12) every value must match.")
+    context_keys = models.JSONField(
+        default=list, blank=True, help_text="Context keys a read may give, e.g. region, industry."
+    )
+    update_frequency = models.DurationField(validators=[_positive_duration])
+    ttl = models.DurationField(validators=[_positive_duration], help_text="How long a fetched value is fresh.")
+    max_staleness = models.DurationField(
+        validators=[_positive_duration],
+        help_text="How long past its expiry the last known good value may still be served.",
+    )
+    fallback_value = models.JSONField(help_text="Emergency fallback, served when nothing better is known.")
+    field_bounds = models.JSONField(
+        default=dict, blank=True, help_text='Per-field bounds, e.g. {"*": {"min": 0.3, "max": 3.0}}.'
+    )
+    ascending_fields = models.JSONField(
+        default=list, blank=True, help_text="Fields whose numbers must be strictly ascending."
+    )
+    min_ratio = models.FloatField(null=True, blank=True, help_text="Lowest new/previous ratio.")
+    max_ratio = models.FloatField(null=True, blank=True, help_text="Highest new/previous ratio.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def rules(self) -> ValueRules:
+        return ValueRules(
+            schema=self.schema,
+            field_bounds=self.field_bounds,
+            ascending_fields=tuple(self.ascending_fields),
+            min_ratio=self.min_ratio,
+            max_ratio=self.max_ratio,
+        )
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        for name in ("aliases", "context_keys", "ascending_fields"):
+            problems = _string_list(getattr(self, name), "non-empty strings")
+            if problems:
+                errors[name] = problems
+        if not isinstance(self.schema, dict):
+            errors["schema"] = ["Must be a JSON object (a JSON Schema)."]
+        if "aliases" not in errors:
+            errors.update(self._alias_problems())
+        if not errors:
+            errors.update(rules_problems(self.rules))
+        if not errors and self.fallback_value is not None:
+            problems = value_problems(self.fallback_value, self.rules)
+            if problems:
+                errors["fallback_value"] = problems
+        if errors:
+            raise ValidationError(errors)
+
+    def _alias_problems(self) -> dict[str, list[str]]:
+        problems = []
+        names = set(self.aliases)
+        if self.key in names:
+            problems.append("An alias must differ from the key.")
+        others = ValueType.objects.exclude(pk=self.pk)
+        for other in others.only("key", "aliases"):
+            clash = names & ({other.key} | set(other.aliases))
+            if clash:
+                problems.append(f"{', '.join(sorted(clash))} already names value type {other.key}.")
+            if self.key in other.aliases:
+                problems.append(f"{self.key} is already an alias of value type {other.key}.")
+        for alias in self.aliases:
+            try:
+                identifier_validator(alias)
+            except ValidationError:
+                problems.append(f"{alias!r}: use lowercase letters, digits and underscores.")
+        return {"aliases": problems} if problems else {}
+
+
+class Override(models.Model):
+    """An operator's value for a value type in the contexts it matches, for a while."""
+
+    value_type = models.ForeignKey(ValueType, on_delete=models.CASCADE, related_name="overrides")
+    context_match = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Context it applies to, e.g. {"region": "us"}; {} matches every context.',
+    )
+    value = models.JSONField()
+    reason = models.TextField(help_text="Why this override exists.")
+    author = models.CharField(max_length=150)
+    starts_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["value_type__key", "-starts_at"]
+
+    def __str__(self) -> str:
+        return f"{self.value_type_id and self.value_type.key} {self.context_match}"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if not (self.reason or "").strip():
+            errors["reason"] = ["A reason is required."]
+        if self.expires_at and self.starts_at and self.expires_at <= self.starts_at:
+            errors["expires_at"] = ["Must be after the start."]
+        if not isinstance(self.context_match, dict) or not all(
+            isinstance(item, (str, int, float, bool)) for item in self.context_match.values()
+        ):
+            errors["context_match"] = ["Must be a JSON object of context key to a plain value."]
+        elif self.value_type_id:
+            unknown = set(self.context_match) - set(self.value_type.context_keys)
+            if unknown:
+                allowed = ", ".join(self.value_type.context_keys) or "none"
+                errors["context_match"] = [
+                    f"Unknown context key {', '.join(sorted(unknown))} (allowed: {allowed})."
+                ]
+        if self.value_type_id:
+            problems = value_problems(self.value, self.value_type.rules)
+            if problems:
+                errors["value"] = problems
+        if errors:
+            raise ValidationError(errors)
+
+
+class ResolvedValue(models.Model):
+    """The database cache tier: the last good value resolved for a type and a context."""
+
+    value_type = models.ForeignKey(ValueType, on_delete=models.CASCADE, related_name="resolved_values")
+    context_key = models.CharField(max_length=500, help_text="Canonical form of the context.")
+    context = models.JSONField(default=dict, blank=True)
+    value = models.JSONField()
+    provenance = models.JSONField(default=dict)
+    fetched_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["value_type", "context_key"], name="unique_resolved_value")
+        ]
+        ordering = ["value_type__key", "context_key"]
+
+    def __str__(self) -> str:
+        return f"{self.value_type_id and self.value_type.key} [{self.context_key}]"
+
+
+class AuditEntry(models.Model):
+    """One operator change, immutable: who, when, what before and after, and why."""
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        UPDATE = "update"
+        DELETE = "delete"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=150, help_text="User name, or the command that acted.")
+    channel = models.CharField(max_length=30, help_text="admin, sync_config, api, ...")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    object_type = models.CharField(max_length=100, help_text="app_label.model")
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=200)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type} {self.object_repr} by {self.actor}"
+
+    def save(self, *args, **kwargs) -> None:
+        # History is append-only: an entry, once written, is never rewritten.
+        if self.pk is not None:
+            raise ValueError("Audit entries are immutable.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit entries are immutable.")
