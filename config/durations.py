@@ -19,7 +19,7 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, int):
         if value <= 0:
             raise ValueError(f"bad duration {value}: a number of seconds must be positive")
-        return timedelta(seconds=value)
+        return _timedelta(value, seconds=value)
     if not isinstance(value, str):
         raise ValueError(f"bad duration {value!r}: expected ISO 8601 such as PT6H or P1D")
     match = _DURATION.match(value.strip().upper())
@@ -27,22 +27,30 @@ def parse_duration(value: object) -> timedelta:
         hint = " (years and months have no fixed length: use days)" if re.search(r"\d+[YM]", value.split("T")[0]) else ""
         raise ValueError(f"bad duration {value!r}: expected ISO 8601 such as PT6H or P1D{hint}")
     parts = {name: float(number) for name, number in match.groupdict().items() if number}
-    duration = timedelta(**parts)
+    duration = _timedelta(value, **parts)
     if duration <= timedelta(0):
         raise ValueError(f"bad duration {value!r}: must be longer than zero")
     return duration
 
 
+def _timedelta(value: object, **parts: float) -> timedelta:
+    try:
+        return timedelta(**parts)
+    except OverflowError:  # beyond timedelta's ~2.7 million years: a typo, not a schedule
+        raise ValueError(f"bad duration {value!r}: too long") from None
+
+
 def format_duration(duration: timedelta) -> str:
     """The shortest ISO 8601 form: `P1D`, `PT6H`, `PT1H30M`, `P1DT12H`, `PT0.5S`."""
-    total = duration.total_seconds()
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = "P" + (f"{int(days)}D" if days else "")
+    # Whole microseconds (timedelta's resolution), so that no digit is lost to float rounding.
+    days, rest = divmod(duration // timedelta(microseconds=1), 86_400_000_000)
+    hours, rest = divmod(rest, 3_600_000_000)
+    minutes, microseconds = divmod(rest, 60_000_000)
+    seconds = f"{microseconds // 1_000_000}.{microseconds % 1_000_000:06d}".rstrip("0").rstrip(".")
+    text = "P" + (f"{days}D" if days else "")
     clock = (
-        (f"{int(hours)}H" if hours else "")
-        + (f"{int(minutes)}M" if minutes else "")
-        + (f"{seconds:g}S" if seconds else "")
+        (f"{hours}H" if hours else "")
+        + (f"{minutes}M" if minutes else "")
+        + (f"{seconds}S" if microseconds else "")
     )
     return text + ("T" + clock if clock else "") if (days or clock) else "PT0S"

@@ -15,6 +15,7 @@ Every problem is collected and raised at once as a ConfigError naming file, key 
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from values.validation import ValueRules, rules_problems, value_problems
 TIERS = ("primary", "secondary", "tertiary")
 SOURCE_KINDS = ("http_json", "world_bank", "imf", "google_ads", "facebook_marketing", "semrush")
 IDENTIFIER = "^[a-z][a-z0-9_]*$"
+TTL_NAMES = ("default", "performance")  # the cache's default_ttl and performance_ttl
 
 # Used where neither the file nor a built-in says otherwise.
 DEFAULT_TTL = timedelta(hours=6)  # the seed's cache.default_ttl
@@ -48,21 +50,43 @@ _format_checker = FormatChecker()
 
 @_format_checker.checks("duration", raises=ValueError)
 def _is_duration(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return True  # a wrong type is the `type` keyword's to report, once
     return parse_duration(value) is not None
+
+
+@_format_checker.checks("ttl", raises=ValueError)
+def _is_ttl(value: object) -> bool:
+    if value in TTL_NAMES:
+        return True
+    try:
+        return _is_duration(value)
+    except ValueError as error:
+        raise ValueError(f"{error}, or one of {', '.join(TTL_NAMES)}") from None
+
+
+# JSON Schema's bounds let NaN through (every comparison with it is false), and YAML writes it `.nan`.
+@_format_checker.checks("finite", raises=ValueError)
+def _is_finite(value: object) -> bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    return True
 
 
 @_format_checker.checks("http-url", raises=ValidationError)
 def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return True  # a wrong type is the `type` keyword's to report, once
     URLValidator(schemes=["http", "https"], message=f"{value!r} is not an http(s) URL")(value)
     return True
 
 
 def _positive(kind: str = "number") -> dict:
-    return {"type": kind, "exclusiveMinimum": 0}
+    return {"type": kind, "exclusiveMinimum": 0, "format": "finite"}
 
 
 DURATION = {"type": ["string", "integer"], "format": "duration"}
-STRING_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
+STRING_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
 BOUNDS = {
     "type": "object",
     "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
@@ -122,6 +146,7 @@ SOURCE_LINK = {
             "type": "number",
             "exclusiveMinimum": 0,
             "maximum": 1,
+            "format": "finite",
             "x-message": "weight must be a number in (0, 1]",
         },
         "tier": {"enum": list(TIERS)},
@@ -153,16 +178,31 @@ VALIDATION = {
 VALUE_TYPE = {
     "type": "object",
     "properties": {
-        "aliases": STRING_LIST,
+        "aliases": {
+            **STRING_LIST,
+            "items": {
+                "type": "string",
+                "pattern": IDENTIFIER,
+                "x-message": "an alias uses lowercase letters, digits and underscores",
+            },
+        },
         "description": {"type": "string"},
         "schema": {"type": "object"},
         "context_keys": STRING_LIST,
         "update_frequency": DURATION,
-        "ttl": {"anyOf": [DURATION, {"enum": ["default", "performance"]}]},
+        "ttl": {"type": ["string", "integer"], "format": "ttl"},
         "max_staleness": DURATION,
         "fallback": {},
         "sources": {"type": "array", "items": SOURCE_LINK},
         "validation": VALIDATION,
+        "blend": {
+            "type": "object",
+            "properties": {
+                "method": {"enum": ["mean", "median"]},
+                "quorum": {"type": "number", "minimum": 0, "format": "finite"},
+            },
+            "additionalProperties": False,
+        },
     },
     "additionalProperties": False,
 }
@@ -326,8 +366,9 @@ class _Builder:
                     self.problem((*path, key), "unknown key")
             elif error.validator == "format":
                 self.problem(path, str(error.cause or error.message))
-            elif error.validator == "propertyNames":
-                self.problem(path, f"{error.instance!r} is not a valid name: use lowercase letters, digits and underscores")
+            elif "propertyNames" in error.schema_path:  # the error is the name's own (pattern), on its mapping
+                reason = f"{error.instance!r} is not a valid name: use lowercase letters, digits and underscores"
+                self.problem((*path, error.instance), reason)
             else:
                 custom = error.schema.get("x-message") if isinstance(error.schema, dict) else None
                 reason = f"{custom}, not {error.instance!r}" if custom else error.message
@@ -406,6 +447,8 @@ class _Builder:
             "ascending_fields": list(validation.get("ascending", [])),
             "min_ratio": validation.get("min_ratio"),
             "max_ratio": validation.get("max_ratio"),
+            "quorum": float(definition.get("blend", {}).get("quorum", 0.0)),
+            "blend_method": definition.get("blend", {}).get("method", "mean"),
         }
         rules = ValueRules(
             schema=fields["schema"],
@@ -468,10 +511,12 @@ class _Builder:
     def _check_aliases(self, specs: dict[str, ValueTypeSpec], entries: dict[str, tuple[str, dict]]) -> None:
         owner: dict[str, str] = {key: key for key in specs}
         for key, spec in specs.items():
+            at = ("dynamic_values", entries.get(key, (key, {}))[0], "aliases")
             for alias in spec.fields["aliases"]:
-                if alias in owner and owner[alias] != key:
-                    written = entries.get(key, (key, {}))[0]
-                    self.problem(("dynamic_values", written, "aliases"), f"{alias} already names {owner[alias]}")
+                if alias == key:
+                    self.problem(at, f"{alias} is the value type's own key")
+                elif alias in owner and owner[alias] != key:
+                    self.problem(at, f"{alias} already names {owner[alias]}")
                 owner.setdefault(alias, key)
 
     @staticmethod

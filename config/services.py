@@ -222,6 +222,7 @@ def _export_value_type(value_type: ValueType) -> dict[str, Any]:
         "ttl": format_duration(value_type.ttl),
         "max_staleness": format_duration(value_type.max_staleness),
         "fallback": value_type.fallback_value,
+        "blend": {"method": value_type.blend_method, "quorum": value_type.quorum},
         "validation": {
             "min_ratio": value_type.min_ratio,
             "max_ratio": value_type.max_ratio,

@@ -149,7 +149,12 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "dynconfig_site.api_errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
 }
+# Whether value reads need no sign-in (never in production).
+DYNCONFIG_ANONYMOUS_READS = env.bool("DYNCONFIG_ANONYMOUS_READS", default=not IS_PRODUCTION)
 
 if IS_PRODUCTION:
     SESSION_COOKIE_SECURE = True

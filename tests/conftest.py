@@ -1,16 +1,9 @@
-"""Test defaults: the `test` environment on the local PostgreSQL and Redis, over real connections.
-
-These are defaults only: set DATABASE_URL / REDIS_URL to point the suite elsewhere.
-"""
+"""Fixtures shared by the whole suite. Environment defaults: tests/environment.py."""
 
 import os
 
-os.environ.setdefault("DYNCONFIG_ENV", "test")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dynconfig")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-
-import pytest  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+import pytest
+from django.core.management import call_command
 
 
 @pytest.fixture

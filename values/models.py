@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -27,6 +27,11 @@ def _string_list(value: object, what: str) -> list[str]:
     if len(set(value)) != len(value):
         return ["Must not repeat an entry."]
     return []
+
+
+class BlendMethod(models.TextChoices):
+    MEAN = "mean", "Weighted mean"
+    MEDIAN = "median", "Weighted median"
 
 
 class ValueType(models.Model):
@@ -54,6 +59,17 @@ class ValueType(models.Model):
     )
     min_ratio = models.FloatField(null=True, blank=True, help_text="Lowest new/previous ratio.")
     max_ratio = models.FloatField(null=True, blank=True, help_text="Highest new/previous ratio.")
+    quorum = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0)],
+        help_text="Least total weight of valid sources for a tier to count (0: any one source).",
+    )
+    blend_method = models.CharField(
+        max_length=10,
+        choices=BlendMethod.choices,
+        default=BlendMethod.MEAN,
+        help_text="How a tier's sources are combined: weighted mean, or weighted median (resists one bad source).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -168,6 +184,9 @@ class ResolvedValue(models.Model):
     context = models.JSONField(default=dict, blank=True)
     value = models.JSONField()
     provenance = models.JSONField(default=dict)
+    fingerprint = models.CharField(
+        max_length=32, blank=True, help_text="The type's configuration this value was resolved under."
+    )
     fetched_at = models.DateTimeField()
     expires_at = models.DateTimeField()
 

@@ -1,0 +1,99 @@
+"""The one interface every source adapter implements (one file per provider beside this one).
+
+An adapter turns a `SourceCall` (a source's settings, a value type, a canonical context) into a
+`SourceResult` (value-shaped data, when it was fetched, how confident the source is, how long
+it stays fresh), or raises `SourceError` with a classified `ErrorKind`. Adapters do HTTP and
+parsing only; breakers, rate limits, retries and metrics sit around them in `sources.calls`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import requests
+
+
+class ErrorKind(str, enum.Enum):
+    RETRYABLE = "retryable"  # timeout, connection error, 5xx, throttled: worth another try
+    TERMINAL = "terminal"  # bad credentials, bad request: the same call will fail again
+    INVALID_DATA = "invalid_data"  # unparseable, wrong types, NaN, oversized, out of bounds
+    RATE_LIMITED = "rate_limited"  # our own budget for the source is spent
+    BREAKER_OPEN = "breaker_open"  # the source's breaker refuses calls for now
+    DISABLED = "disabled"  # switched off, or a credential variable is not set
+
+
+class SourceError(Exception):
+    """A source call that produced no usable data, with why. Never carries a credential."""
+
+    def __init__(self, kind: ErrorKind, reason: str, *, retry_after: float | None = None):
+        self.kind = kind
+        self.reason = reason
+        self.retry_after = retry_after  # seconds the provider asked us to wait, if it said
+        super().__init__(f"{kind.value}: {reason}")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """A source's settings as the engine holds them (a snapshot of `sources.Source`)."""
+
+    name: str
+    kind: str
+    base_url: str
+    credential_variables: Mapping[str, str] = field(default_factory=dict)
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    request_template: Mapping[str, Any] = field(default_factory=dict)
+    field_mapping: Mapping[str, str] = field(default_factory=dict)
+    is_enabled: bool = True
+    requests_per_minute: int = 60
+    burst_allowance: int = 10
+    breaker_failure_threshold: int = 5
+    breaker_recovery_timeout: timedelta = timedelta(seconds=60)
+    breaker_half_open_trials: int = 1
+
+    def credentials(self) -> dict[str, str]:
+        """Role -> secret, read from the environment now. Raises DISABLED if one is unset."""
+        missing = [name for name in self.credential_variables.values() if not os.environ.get(name)]
+        if missing:
+            raise SourceError(
+                ErrorKind.DISABLED, f"credential variable {', '.join(sorted(missing))} is not set"
+            )
+        return {role: os.environ[name] for role, name in self.credential_variables.items()}
+
+
+@dataclass(frozen=True)
+class SourceCall:
+    """One request for one value type in one context."""
+
+    source: SourceConfig
+    value_type: str
+    context: Mapping[str, Any]
+    params: Mapping[str, Any] = field(default_factory=dict)  # the link's request parameters
+    field_mapping: Mapping[str, str] = field(default_factory=dict)  # the link's, over the source's
+    channels: tuple[str, ...] = ()  # channels this source covers for the type (empty: all)
+    timeout_budget: float = 10.0  # seconds the whole call may take, retries included
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    data: Any  # value-shaped: what the value type's schema describes (possibly partial)
+    fetched_at: datetime
+    confidence: float = 1.0  # 0..1, the source's own view of its answer
+    ttl: timedelta | None = None  # the source's own freshness, if it says; else the type's
+
+
+class SourceAdapter(ABC):
+    """Base of every adapter. Subclasses set `kind` and implement `fetch`."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def fetch(self, call: SourceCall, session: requests.Session) -> SourceResult:
+        """Fetch and convert. Raise SourceError (classified) for every failure; never return
+        data the adapter could not fully parse."""

@@ -1,0 +1,93 @@
+"""`call_source`: the one way the engine calls a source.
+
+It picks the adapter for the source's kind, refuses disabled sources, and retries RETRYABLE
+failures with exponential backoff (or the provider's `Retry-After`) while the call's
+`timeout_budget` lasts: at most `MAX_ATTEMPTS` tries, never a sleep past the budget. Every other
+kind of failure is raised at once. Each failure is logged at WARNING with the source's name,
+kind and the error's reason (which never carries a credential).
+
+Each thread keeps one `requests.Session`, so connections to a source are reused across calls.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import logging
+import threading
+import time
+from dataclasses import replace
+
+import requests
+
+from sources.adapters import ADAPTERS
+from sources.adapters.base import ErrorKind, SourceCall, SourceError, SourceResult
+
+logger = logging.getLogger(__name__)
+
+# Three tries ride out a blip (a dropped connection, one 503) without hammering a sick source.
+MAX_ATTEMPTS = 3
+# Backoff before the 2nd and 3rd try: 0.1 s, then 0.2 s.
+FIRST_BACKOFF_SECONDS = 0.1
+# Not worth another try with less time than this left: it could only time out.
+MIN_ATTEMPT_SECONDS = 0.05
+
+_thread_state = threading.local()
+
+
+def call_source(call: SourceCall) -> SourceResult:
+    """Fetch `call` from its source, retrying transient failures within `call.timeout_budget`.
+
+    Raises SourceError: DISABLED for a switched-off source or an unknown kind, otherwise the
+    last attempt's classified error.
+    """
+    source = call.source
+    adapter_class = ADAPTERS.get(source.kind)
+    if adapter_class is None:
+        raise _logged(call, SourceError(ErrorKind.DISABLED, f"no adapter for kind {source.kind}"))
+    if not source.is_enabled:
+        raise _logged(call, SourceError(ErrorKind.DISABLED, f"source {source.name} is disabled"))
+
+    # The circuit breaker and the rate limit go here, before any attempt (built by another
+    # issue): an open breaker raises BREAKER_OPEN and a spent budget RATE_LIMITED, neither
+    # retried; each attempt's outcome below then feeds the breaker.
+
+    adapter = adapter_class()
+    deadline = time.monotonic() + call.timeout_budget
+    backoff = FIRST_BACKOFF_SECONDS
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        remaining = deadline - time.monotonic()
+        try:
+            # The adapter sees only what is left, so its timeouts shrink with each retry.
+            return adapter.fetch(replace(call, timeout_budget=remaining), _session())
+        except SourceError as error:
+            _logged(call, error, attempt)
+            if error.kind is not ErrorKind.RETRYABLE or attempt == MAX_ATTEMPTS:
+                raise
+            wait = error.retry_after if error.retry_after is not None else backoff
+            if time.monotonic() + wait + MIN_ATTEMPT_SECONDS > deadline:
+                raise  # the next try could not finish within the budget
+            time.sleep(wait)
+            backoff *= 2
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _session() -> requests.Session:
+    session = getattr(_thread_state, "session", None)
+    if session is None:
+        session = requests.Session()
+        # Sources are stateless APIs: a cookie set by one must never be sent to another.
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        _thread_state.session = session
+    return session
+
+
+def _logged(call: SourceCall, error: SourceError, attempt: int | None = None) -> SourceError:
+    logger.warning(
+        "source %s (%s) failed%s: %s: %s",
+        call.source.name,
+        call.source.kind,
+        f" on attempt {attempt}/{MAX_ATTEMPTS}" if attempt else "",
+        error.kind.value,
+        error.reason,
+    )
+    return error

@@ -1,0 +1,107 @@
+"""What a read returns: a value with its provenance (PRODUCT.md's contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+# Where an answer was found or made, in precedence order.
+TIERS = ("override", "l1", "l2", "l3", "primary", "secondary", "tertiary", "stale", "fallback")
+SOURCE_TIERS = ("primary", "secondary", "tertiary")
+
+
+@dataclass(frozen=True)
+class SourceUse:
+    """A source that contributed to a value."""
+
+    name: str
+    weight: float
+    confidence: float
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
+class Provenance:
+    tier: str  # where this answer was found (l1, l2, l3) or made (override, primary, ..., fallback)
+    origin: str  # where the value was made: override, primary, secondary, tertiary, stale, fallback
+    sources: tuple[SourceUse, ...]
+    confidence: float
+    fetched_at: datetime | None
+    expires_at: datetime | None
+    stale: bool = False
+    errors: tuple[str, ...] = ()  # why better tiers gave nothing, when they did
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tier": self.tier,
+            "origin": self.origin,
+            "sources": [
+                {
+                    "name": use.name,
+                    "weight": use.weight,
+                    "confidence": use.confidence,
+                    "fetched_at": use.fetched_at.isoformat(),
+                }
+                for use in self.sources
+            ],
+            "confidence": self.confidence,
+            "fetched_at": self.fetched_at.isoformat() if self.fetched_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "stale": self.stale,
+            "errors": list(self.errors),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        return cls(
+            tier=data["tier"],
+            origin=data["origin"],
+            sources=tuple(
+                SourceUse(
+                    name=use["name"],
+                    weight=use["weight"],
+                    confidence=use["confidence"],
+                    fetched_at=datetime.fromisoformat(use["fetched_at"]),
+                )
+                for use in data["sources"]
+            ),
+            confidence=data["confidence"],
+            fetched_at=_time(data["fetched_at"]),
+            expires_at=_time(data["expires_at"]),
+            stale=data["stale"],
+            errors=tuple(data.get("errors", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    key: str
+    context: dict[str, Any]
+    value: Any
+    provenance: Provenance
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "context": self.context,
+            "value": self.value,
+            "provenance": self.provenance.as_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
+        return cls(
+            key=data["key"],
+            context=data["context"],
+            value=data["value"],
+            provenance=Provenance.from_dict(data["provenance"]),
+        )
+
+    def found_in(self, tier: str) -> Answer:
+        """The same answer, as served from a cache tier."""
+        return replace(self, provenance=replace(self.provenance, tier=tier))
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

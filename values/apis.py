@@ -1,0 +1,93 @@
+"""The read API: value types, and one resolved value with its provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import permissions, serializers
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.durations import format_duration
+from values.answers import Answer
+from values.context import ContextError
+from values.resolution import UnknownValueType, get_value
+from values.selectors import value_type_list
+
+
+class CanReadValues(permissions.BasePermission):
+    """Reads need a signed-in user, unless this deployment allows anonymous reads."""
+
+    def has_permission(self, request, view) -> bool:
+        return settings.DYNCONFIG_ANONYMOUS_READS or bool(request.user and request.user.is_authenticated)
+
+
+class ValueTypeOutputSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    aliases = serializers.ListField(child=serializers.CharField())
+    description = serializers.CharField()
+    context_keys = serializers.ListField(child=serializers.CharField())
+    update_frequency = serializers.SerializerMethodField()
+    ttl = serializers.SerializerMethodField()
+    max_staleness = serializers.SerializerMethodField()
+    sources = serializers.SerializerMethodField()
+
+    def get_update_frequency(self, value_type) -> str:
+        return format_duration(value_type.update_frequency)
+
+    def get_ttl(self, value_type) -> str:
+        return format_duration(value_type.ttl)
+
+    def get_max_staleness(self, value_type) -> str:
+        return format_duration(value_type.max_staleness)
+
+    def get_sources(self, value_type) -> list[dict]:
+        return [
+            {"name": link.source.name, "tier": link.tier, "weight": link.weight, "channels": link.channels}
+            for link in value_type.source_links.all()
+        ]
+
+
+class ValueTypeListApi(APIView):
+    permission_classes = [CanReadValues]
+
+    def get(self, request: Request) -> Response:
+        return Response(ValueTypeOutputSerializer(value_type_list(), many=True).data)
+
+
+class ValueReadApi(APIView):
+    """GET /api/v1/values/{key}/?region=us&industry=retail&channels=a,b"""
+
+    permission_classes = [CanReadValues]
+
+    def get(self, request: Request, key: str) -> Response:
+        try:
+            answer = get_value(key, request.query_params.dict())
+        except UnknownValueType as error:
+            raise NotFound(str(error)) from error
+        except ContextError as error:
+            raise ValidationError({"context": [str(error)]}) from error
+        etag = _etag(answer)
+        headers = {"ETag": etag, "Cache-Control": f"max-age={_max_age(answer)}"}
+        if etag in request.headers.get("If-None-Match", ""):
+            return Response(status=304, headers=headers)
+        return Response(answer.as_dict(), headers=headers)
+
+
+def _etag(answer: Answer) -> str:
+    """Changes when the value or where it was made changes; not with the cache tier that served it."""
+    identity = [answer.value, answer.context, answer.provenance.origin, str(answer.provenance.fetched_at)]
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return f'W/"{digest}"'
+
+
+def _max_age(answer: Answer) -> int:
+    expires_at = answer.provenance.expires_at
+    if expires_at is None:
+        return 0
+    return max(0, int((expires_at - timezone.now()).total_seconds()))

@@ -1,0 +1,202 @@
+"""The three cache tiers, their one key function, and the lock that stops stampedes.
+
+L1 is this process's memory (bounded LRU, TTL-bound). L2 is Redis through django-redis, when
+REDIS_URL is set. L3 is the database's ResolvedValue rows, which also keep the last known good
+value of each type and context. Each tier fails open: an error is logged and the tier skipped,
+never raised to the reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import caches
+from django.db import DatabaseError
+from django.utils import timezone
+
+from values.answers import Answer
+from values.registry import ValueTypeConfig
+
+logger = logging.getLogger(__name__)
+
+L1_MAX_ENTRIES = 10_000
+# After a Redis error, skip L2 for this long: a dead Redis must not cost every read a timeout.
+L2_RETRY_AFTER = 5.0
+# How often a reader waiting for another's fetch looks for the result.
+WAIT_POLL_INTERVAL = 0.02
+
+
+def cache_key(value_type: ValueTypeConfig, context_key: str) -> str:
+    """The one key of a value type and a context in every cache tier.
+
+    The fingerprint of the type's configuration is part of it, so that a change of rules,
+    fallback or sources makes every tier miss at once in every process.
+    """
+    return f"dynconfig:v1:{value_type.key}:{value_type.fingerprint}:{context_key}"
+
+
+class LocalCache:
+    """L1: answers in this process's memory, least recently used evicted first."""
+
+    def __init__(self, max_entries: int = L1_MAX_ENTRIES):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, Answer]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Answer | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def set(self, key: str, answer: Answer, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        stored = answer.found_in("l1")  # made once here, so a hit costs no copy
+        with self._lock:
+            self._entries[key] = (time.monotonic() + ttl, stored)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class RedisCache:
+    """L2: answers shared by every process, through django-redis. Absent without REDIS_URL."""
+
+    def __init__(self):
+        self._down_until = 0.0
+
+    @property
+    def is_enabled(self) -> bool:
+        return bool(settings.REDIS_URL) and time.monotonic() >= self._down_until
+
+    def get(self, key: str) -> Answer | None:
+        data = self._call("get", key)
+        return Answer.from_dict(data).found_in("l2") if data else None
+
+    def set(self, key: str, answer: Answer, ttl: float) -> None:
+        if ttl > 0:
+            self._call("set", key, answer.as_dict(), timeout=ttl)
+
+    def acquire(self, key: str, ttl: float) -> str | None:
+        """A lock token if this process may fetch `key` now, None if another holds it.
+
+        Without a usable Redis every process fetches on its own (the in-process flight still
+        stops threads of one process from stampeding).
+        """
+        if not self.is_enabled:
+            return "local"
+        token = uuid.uuid4().hex
+        taken = self._call("add", f"{key}:lock", token, timeout=ttl)
+        if taken is None:
+            return "local"  # Redis failed just now: fetch rather than wait on nothing
+        return token if taken else None
+
+    def release(self, key: str, token: str) -> None:
+        if token != "local":
+            self._call("delete", f"{key}:lock")
+
+    def is_locked(self, key: str) -> bool:
+        return bool(self._call("get", f"{key}:lock"))
+
+    def _call(self, method: str, *args, **kwargs):
+        if not self.is_enabled:
+            return None
+        try:
+            return getattr(caches["default"], method)(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - the tier fails open, whatever Redis raised
+            self._down_until = time.monotonic() + L2_RETRY_AFTER
+            logger.warning("L2 (Redis) unavailable, skipped for %.0fs: %s", L2_RETRY_AFTER, error)
+            return None
+
+
+class InProcessFlights:
+    """One fetch per key per process: other threads wait for its result."""
+
+    def __init__(self):
+        self._flights: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def join(self, key: str) -> tuple[bool, threading.Event]:
+        """(is_leader, event): the leader fetches and sets the event; the others wait on it."""
+        with self._lock:
+            event = self._flights.get(key)
+            if event is not None:
+                return False, event
+            event = self._flights[key] = threading.Event()
+            return True, event
+
+    def land(self, key: str) -> None:
+        with self._lock:
+            event = self._flights.pop(key, None)
+        if event is not None:
+            event.set()
+
+
+def l3_get(value_type: ValueTypeConfig, context_key: str) -> tuple[Answer | None, Answer | None]:
+    """(fresh answer or None, last known good answer or None) from the database tier."""
+    from values.models import ResolvedValue
+
+    if value_type.id is None:
+        return None, None
+    try:
+        row = ResolvedValue.objects.filter(
+            value_type_id=value_type.id, context_key=context_key
+        ).first()
+    except DatabaseError as error:
+        logger.warning("L3 (database) unavailable: %s", error)
+        return None, None
+    if row is None:
+        return None, None
+    answer = Answer.from_dict(
+        {"key": value_type.key, "context": row.context, "value": row.value, "provenance": row.provenance}
+    )
+    is_fresh = row.fingerprint == value_type.fingerprint and row.expires_at > timezone.now()
+    return (answer.found_in("l3") if is_fresh else None), answer
+
+
+def l3_set(value_type: ValueTypeConfig, context_key: str, answer: Answer) -> None:
+    """Keep a fetched answer as the type's last known good value for this context."""
+    from values.models import ResolvedValue
+
+    if value_type.id is None:
+        return
+    try:
+        ResolvedValue.objects.update_or_create(
+            value_type_id=value_type.id,
+            context_key=context_key,
+            defaults={
+                "context": answer.context,
+                "value": answer.value,
+                "provenance": answer.provenance.as_dict(),
+                "fingerprint": value_type.fingerprint,
+                "fetched_at": answer.provenance.fetched_at,
+                "expires_at": answer.provenance.expires_at,
+            },
+        )
+    except DatabaseError as error:
+        logger.warning("L3 (database) not written: %s", error)
+
+
+def seconds_until(moment: datetime | None, now: datetime) -> float:
+    return (moment - now).total_seconds() if moment else 0.0
+
+
+l1 = LocalCache()
+l2 = RedisCache()
+flights = InProcessFlights()

@@ -1,0 +1,134 @@
+"""Fetch one tier of a value type's sources, concurrently, and blend what is valid.
+
+Every source of the tier is called at once (each through `sources.calls.call_source`, the one
+way to call a source). Each answer is validated against the type's rules and against the
+reference value (the last known good, or the fallback) by the ratio bounds; an invalid answer
+counts as that source's failure, with the reason. The valid ones are blended by weight
+(values.blending); the blend is validated again. A tier that yields nothing valid says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sources.adapters.base import SourceCall, SourceError, SourceResult
+from sources.calls import call_source
+from values.answers import SourceUse
+from values.blending import Blend, Contribution, QuorumNotMet, blend
+from values.registry import LinkConfig, ValueTypeConfig
+from values.validation import ratio_problems, value_problems
+
+logger = logging.getLogger(__name__)
+
+# Source calls of all reads share these threads; a tier's calls run side by side.
+_executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="dynconfig-fetch")
+
+
+@dataclass(frozen=True)
+class TierOutcome:
+    blend: Blend | None
+    uses: tuple[SourceUse, ...]
+    errors: tuple[str, ...]
+    ttl: timedelta | None  # the shortest freshness a contributing source claimed
+
+
+def fetch_tier(
+    value_type: ValueTypeConfig,
+    context: Mapping[str, Any],
+    links: tuple[LinkConfig, ...],
+    reference: Any,
+    budget: float,
+) -> TierOutcome:
+    """Call `links` concurrently within `budget` seconds, validate, and blend."""
+    wanted_channels = tuple(context.get("channels", ())) if value_type.is_channel_keyed else ()
+    if wanted_channels:
+        links = tuple(
+            link for link in links if not link.channels or set(link.channels) & set(wanted_channels)
+        )
+    if not links:
+        return TierOutcome(None, (), ("no sources cover this context",), None)
+    deadline = time.monotonic() + budget
+    futures = {
+        _executor.submit(call_source, _call(value_type, context, link, budget)): link for link in links
+    }
+    done, _ = wait(futures, timeout=budget)
+    contributions, uses, errors, ttls = [], [], [], []
+    for future, link in futures.items():
+        name = link.source.name
+        result: SourceResult | None = None
+        if future not in done:
+            errors.append(f"{name}: no answer within {budget:.1f}s")
+        elif isinstance(future.exception(), SourceError):
+            errors.append(f"{name}: {future.exception()}")
+        elif future.exception() is not None:
+            logger.error("source %s raised unexpectedly", name, exc_info=future.exception())
+            errors.append(f"{name}: unexpected error {type(future.exception()).__name__}")
+        else:
+            result = future.result()
+            problems = value_problems(result.data, value_type.rules) + ratio_problems(
+                result.data, reference, value_type.rules
+            )
+            if problems:
+                errors.append(f"{name}: invalid data: {'; '.join(problems[:3])}")
+                result = None
+        contributions.append(
+            Contribution(
+                source=name,
+                weight=link.weight,
+                data=result.data if result else None,
+                confidence=result.confidence if result else 0.0,
+                channels=link.channels,
+            )
+        )
+        if result:
+            uses.append(SourceUse(name, link.weight, result.confidence, result.fetched_at))
+            if result.ttl:
+                ttls.append(result.ttl)
+    if time.monotonic() > deadline:
+        logger.info("tier of %s took longer than its budget", value_type.key)
+    try:
+        units = _units(value_type, wanted_channels, contributions)
+        blended = blend(contributions, units=units, quorum=value_type.quorum, method=value_type.blend_method)
+    except QuorumNotMet as error:
+        return TierOutcome(None, tuple(uses), (*errors, error.reason), None)
+    problems = value_problems(blended.value, value_type.rules) + ratio_problems(
+        blended.value, reference, value_type.rules
+    )
+    if problems:
+        return TierOutcome(None, tuple(uses), (*errors, f"blend invalid: {'; '.join(problems[:3])}"), None)
+    used = tuple(use for use in uses if use.name in blended.contributors)
+    return TierOutcome(blended, used, tuple(errors), min(ttls) if ttls else None)
+
+
+def _call(value_type: ValueTypeConfig, context: Mapping[str, Any], link: LinkConfig, budget: float) -> SourceCall:
+    return SourceCall(
+        source=link.source,
+        value_type=value_type.key,
+        context=context,
+        params=link.params,
+        field_mapping=link.field_mapping,
+        channels=link.channels,
+        timeout_budget=budget,
+    )
+
+
+def _units(
+    value_type: ValueTypeConfig, wanted: tuple[str, ...], contributions: list[Contribution]
+) -> tuple[str, ...] | None:
+    """The channels to blend separately (None: the value is blended whole)."""
+    if not value_type.is_channel_keyed:
+        return None
+    if wanted:
+        return wanted
+    units: set[str] = set()
+    for contribution in contributions:
+        units.update(contribution.channels)
+        if not contribution.channels and contribution.data:
+            units.update(contribution.data)
+    return tuple(sorted(units))

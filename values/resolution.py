@@ -1,0 +1,227 @@
+"""Resolution: the one answer for a value type and a context. `get_value()` always answers.
+
+Precedence, first match wins:
+  1. override   an operator's active override matching the context (most specific wins)
+  2. l1         this process's memory            } a fetched, stale or fallback answer
+  3. l2         Redis, shared by every process   } cached under a key holding the type's
+  4. l3         the database's resolved values   } configuration fingerprint and the context
+  5. primary → secondary → tertiary: each tier's sources called concurrently, validated,
+                blended by weight; the first tier with a valid blend wins
+  6. stale      the last known good value, up to the type's maximum staleness
+  7. fallback   the operator-edited emergency fallback (or, with no database, the built-in)
+Consistency: a fetched value is written to L3, L2 and L1; a stale or fallback answer only to
+L2 and L1, briefly, so that recovery shows soon. Concurrent cold reads of one key fetch once
+(one leader per process, one per key across processes through a Redis lock); the others wait
+for the leader's answer. Operators' changes reach every process within a second (registry).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from values.answers import SOURCE_TIERS, Answer, Provenance
+from values.cache import WAIT_POLL_INTERVAL, cache_key, flights, l1, l2, l3_get, l3_set, seconds_until
+from values.context import canonical_context
+from values.fetching import fetch_tier
+from values.registry import OverrideConfig, ValueTypeConfig, registry
+
+# How long a stale or fallback answer is cached: short, so a recovered source shows soon.
+FALLBACK_TTL = timedelta(minutes=5)
+# A consumer's read waits at most this long for sources before falling back.
+FETCH_BUDGET_SECONDS = 3.0
+# How long a reader waits for another process's fetch of the same key.
+WAIT_FOR_LEADER_SECONDS = FETCH_BUDGET_SECONDS + 0.5
+
+
+class UnknownValueType(LookupError):
+    """No value type has this key or alias."""
+
+
+def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: bool = True) -> Answer:
+    """The value of type `key` (or an alias) for `context`, with its provenance.
+
+    Raises UnknownValueType for an unknown key and values.context.ContextError for a context
+    the type does not accept; for everything else (sources, Redis or the database down,
+    garbage upstream) it answers, and the provenance says how.
+    """
+    value_type = registry.snapshot().value_type(key)
+    if value_type is None:
+        raise UnknownValueType(f"unknown value type {key!r}")
+    context, context_key = canonical_context(context, value_type.context_keys, value_type.key)
+    now = timezone.now()
+
+    override = pick_override(value_type.overrides, context, now)
+    if override is not None:
+        return _override_answer(value_type, context, override)
+
+    key_in_cache = cache_key(value_type, context_key)
+    if use_cache:
+        answer = l1.get(key_in_cache) or _from_l2(key_in_cache, now)
+        if answer is not None:
+            return answer
+    fresh, last_good = l3_get(value_type, context_key)
+    if use_cache and fresh is not None:
+        _store(key_in_cache, fresh, seconds_until(fresh.provenance.expires_at, now))
+        return fresh
+
+    is_leader, landed = flights.join(key_in_cache)
+    if not is_leader:
+        landed.wait(WAIT_FOR_LEADER_SECONDS)
+        answer = l1.get(key_in_cache)
+        if answer is not None:
+            return answer
+    try:
+        return _resolve_cold(value_type, context, key_in_cache, context_key, last_good, now)
+    finally:
+        if is_leader:
+            flights.land(key_in_cache)
+
+
+def pick_override(
+    overrides: tuple[OverrideConfig, ...], context: Mapping[str, Any], now: datetime
+) -> OverrideConfig | None:
+    """The active override matching `context` with the most context keys (then the newest)."""
+    matching = [o for o in overrides if o.is_active(now) and o.matches(context)]
+    if not matching:
+        return None
+    return max(matching, key=lambda o: (len(o.context), o.starts_at, o.id))
+
+
+def _resolve_cold(
+    value_type: ValueTypeConfig,
+    context: dict,
+    key_in_cache: str,
+    context_key: str,
+    last_good: Answer | None,
+    now: datetime,
+) -> Answer:
+    """Steps 5 to 7, with at most one fetch of this key at a time across processes."""
+    token = l2.acquire(key_in_cache, WAIT_FOR_LEADER_SECONDS)
+    if token is None:
+        answer = _wait_for_leader(key_in_cache)
+        if answer is not None:
+            return answer
+        return _fall_back(value_type, context, key_in_cache, last_good, now, ("another process is fetching",))
+    try:
+        answer, errors = _fetch(value_type, context, last_good)
+        if answer is not None:
+            _store(key_in_cache, answer, seconds_until(answer.provenance.expires_at, now))
+            l3_set(value_type, context_key, answer)
+            return answer
+        return _fall_back(value_type, context, key_in_cache, last_good, now, errors)
+    finally:
+        l2.release(key_in_cache, token)
+
+
+def _fetch(value_type: ValueTypeConfig, context: dict, last_good: Answer | None) -> tuple[Answer | None, tuple[str, ...]]:
+    """Step 5: tier by tier, the first valid blend."""
+    reference = last_good.value if last_good else value_type.fallback
+    errors: list[str] = []
+    for tier in SOURCE_TIERS:
+        links = tuple(link for link in value_type.links if link.tier == tier)
+        if not links:
+            continue
+        outcome = fetch_tier(value_type, context, links, reference, FETCH_BUDGET_SECONDS)
+        if outcome.blend is None:
+            errors.extend(f"{tier}: {error}" for error in outcome.errors)
+            continue
+        fetched_at = min((use.fetched_at for use in outcome.uses), default=timezone.now())
+        ttl = min(value_type.ttl, outcome.ttl) if outcome.ttl else value_type.ttl
+        provenance = Provenance(
+            tier=tier,
+            origin=tier,
+            sources=outcome.uses,
+            confidence=outcome.blend.confidence,
+            fetched_at=fetched_at,
+            expires_at=timezone.now() + ttl,
+            errors=tuple(errors) + tuple(f"{tier}: {error}" for error in outcome.errors),
+        )
+        return Answer(value_type.key, context, outcome.blend.value, provenance), ()
+    if not value_type.links:
+        errors.append("no sources configured")
+    return None, tuple(errors)
+
+
+def _fall_back(
+    value_type: ValueTypeConfig,
+    context: dict,
+    key_in_cache: str,
+    last_good: Answer | None,
+    now: datetime,
+    errors: tuple[str, ...],
+) -> Answer:
+    """Steps 6 and 7: the last known good value while it is not too old, else the fallback."""
+    brief = min(value_type.ttl, FALLBACK_TTL)
+    if (
+        last_good is not None
+        and last_good.provenance.expires_at is not None
+        and now - last_good.provenance.expires_at <= value_type.max_staleness
+    ):
+        provenance = Provenance(
+            tier="stale",
+            origin="stale",
+            sources=last_good.provenance.sources,
+            confidence=last_good.provenance.confidence,
+            fetched_at=last_good.provenance.fetched_at,
+            expires_at=now + brief,
+            stale=True,
+            errors=errors,
+        )
+        answer = Answer(value_type.key, context, last_good.value, provenance)
+    else:
+        provenance = Provenance(
+            tier="fallback",
+            origin="fallback",
+            sources=(),
+            confidence=0.0,
+            fetched_at=None,
+            expires_at=now + brief,
+            errors=errors,
+        )
+        answer = Answer(value_type.key, context, value_type.fallback, provenance)
+    _store(key_in_cache, answer, brief.total_seconds())
+    return answer
+
+
+def _override_answer(value_type: ValueTypeConfig, context: dict, override: OverrideConfig) -> Answer:
+    provenance = Provenance(
+        tier="override",
+        origin="override",
+        sources=(),
+        confidence=1.0,
+        fetched_at=override.updated_at,
+        expires_at=override.expires_at,
+        errors=(),
+    )
+    return Answer(value_type.key, context, override.value, provenance)
+
+
+def _from_l2(key_in_cache: str, now: datetime) -> Answer | None:
+    answer = l2.get(key_in_cache)
+    if answer is not None:
+        l1.set(key_in_cache, answer, seconds_until(answer.provenance.expires_at, now))
+    return answer
+
+
+def _store(key_in_cache: str, answer: Answer, ttl: float) -> None:
+    l2.set(key_in_cache, answer, ttl)
+    l1.set(key_in_cache, answer, ttl)
+
+
+def _wait_for_leader(key_in_cache: str) -> Answer | None:
+    """Another process fetches this key: wait for its answer in L2, as long as it holds the lock."""
+    deadline = time.monotonic() + WAIT_FOR_LEADER_SECONDS
+    while time.monotonic() < deadline:
+        answer = l2.get(key_in_cache)
+        if answer is not None:
+            l1.set(key_in_cache, answer, seconds_until(answer.provenance.expires_at, timezone.now()))
+            return answer
+        if not l2.is_locked(key_in_cache):
+            return l2.get(key_in_cache)
+        time.sleep(WAIT_POLL_INTERVAL)
+    return None
