@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from dynconfig_site.api_errors import json_404
 from monitoring.views import healthz
 
 admin.site.site_header = "DynConfig"
@@ -10,6 +11,8 @@ admin.site.site_title = "DynConfig admin"
 urlpatterns = [
     path(settings.ADMIN_PATH, admin.site.urls),
     path("api/v1/", include("values.urls")),
+    # Django's handler404 only answers with DEBUG off; the API answers JSON always.
+    re_path(r"^api/", json_404),
     path("healthz", healthz, name="healthz"),
 ]
 

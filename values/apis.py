@@ -7,6 +7,7 @@ import json
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.http import parse_etags
 from rest_framework import permissions, serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -67,16 +68,22 @@ class ValueReadApi(APIView):
 
     def get(self, request: Request, key: str) -> Response:
         try:
-            answer = get_value(key, request.query_params.dict())
+            answer = get_value(key, _context(request))
         except UnknownValueType as error:
             raise NotFound(str(error)) from error
         except ContextError as error:
             raise ValidationError({"context": [str(error)]}) from error
         etag = _etag(answer)
         headers = {"ETag": etag, "Cache-Control": f"max-age={_max_age(answer)}"}
-        if etag in request.headers.get("If-None-Match", ""):
+        if _not_modified(request.headers.get("If-None-Match", ""), etag):
             return Response(status=304, headers=headers)
         return Response(answer.as_dict(), headers=headers)
+
+
+def _context(request: Request) -> dict[str, str]:
+    """The query parameters as a context. A repeated parameter keeps every value, joined as
+    `a,b`: `?channels=a&channels=b` means both channels, and a repeated one-name key is refused."""
+    return {name: ",".join(values) for name, values in request.query_params.lists()}
 
 
 def _etag(answer: Answer) -> str:
@@ -84,6 +91,13 @@ def _etag(answer: Answer) -> str:
     identity = [answer.value, answer.context, answer.provenance.origin, str(answer.provenance.fetched_at)]
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
     return f'W/"{digest}"'
+
+
+def _not_modified(header: str, etag: str) -> bool:
+    """If-None-Match names this representation: `*`, or an entity tag equal by the weak
+    comparison (RFC 9110 13.1.2), so `"x"` and `W/"x"` both match `W/"x"`."""
+    tags = parse_etags(header) if header else []
+    return "*" in tags or etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in tags}
 
 
 def _max_age(answer: Answer) -> int:

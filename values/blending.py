@@ -10,8 +10,8 @@ or was invalid, its own confidence, the channels it covers); `blend` makes one `
 - Numbers: each numeric leaf (by path, list indexes included, so a `[low, high]` range blends per
   end) is combined over the contributions that have it, their weights renormalized over just
   those. `mean`: weighted mean. `median`: the smallest value whose cumulative weight reaches half
-  the total, so at an exact tie (0.5 / 0.5) the lower value wins (no averaging: the result is
-  always a value some source gave). Strings, bools (not numbers) and subtrees whose shapes
+  the total (within a relative 1e-9), so at a tie (0.5 / 0.5) the lower value wins (no averaging:
+  the result is always a value some source gave). Strings, bools (not numbers) and subtrees whose shapes
   disagree come from the heaviest contribution that has them (ties: input order). Keys and list
   lengths are the union of the contributions'.
 - Quorum: per unit, the weight of the contributions with data must be > 0 and >= `quorum`,

@@ -172,7 +172,7 @@ def _fall_back(
             stale=True,
             errors=errors,
         )
-        answer = Answer(value_type.key, context, last_good.value, provenance)
+        answer = Answer(value_type.key, context, _for_context(value_type, context, last_good.value), provenance)
     else:
         provenance = Provenance(
             tier="fallback",
@@ -183,9 +183,17 @@ def _fall_back(
             expires_at=now + brief,
             errors=errors,
         )
-        answer = Answer(value_type.key, context, value_type.fallback, provenance)
+        answer = Answer(value_type.key, context, _for_context(value_type, context, value_type.fallback), provenance)
     _store(key_in_cache, answer, brief.total_seconds())
     return answer
+
+
+def _for_context(value_type: ValueTypeConfig, context: Mapping[str, Any], value: Any) -> Any:
+    """A channel-keyed value holds only the channels asked for (when some were)."""
+    wanted = context.get("channels") if value_type.is_channel_keyed else None
+    if not wanted or not isinstance(value, dict):
+        return value
+    return {channel: data for channel, data in value.items() if channel in wanted}
 
 
 def _override_answer(value_type: ValueTypeConfig, context: dict, override: OverrideConfig) -> Answer:
@@ -198,7 +206,7 @@ def _override_answer(value_type: ValueTypeConfig, context: dict, override: Overr
         expires_at=override.expires_at,
         errors=(),
     )
-    return Answer(value_type.key, context, override.value, provenance)
+    return Answer(value_type.key, context, _for_context(value_type, context, override.value), provenance)
 
 
 def _from_l2(key_in_cache: str, now: datetime) -> Answer | None:

@@ -22,9 +22,11 @@ class Command(BaseCommand):
         pairs = {}
         for item in context:
             name, separator, value = item.partition("=")
-            if not separator or not name:
+            if not separator or not name.strip():
                 raise CommandError(f"--context takes K=V, not {item!r}")
-            pairs[name.strip()] = value
+            name = name.strip()
+            # A repeated key adds to it: `--context channels=a --context channels=b` is both.
+            pairs[name] = f"{pairs[name]},{value}" if name in pairs else value
         try:
             answer = get_value(key, pairs, use_cache=not no_cache)
         except (UnknownValueType, ContextError) as error:
