@@ -163,8 +163,10 @@ def l3_get(value_type: ValueTypeConfig, context_key: str) -> tuple[Answer | None
         return None, None
     if row is None:
         return None, None
+    # The row's column is the one expiry: both freshness (below) and staleness (resolution) use it.
+    provenance = {**row.provenance, "expires_at": row.expires_at.isoformat()}
     answer = Answer.from_dict(
-        {"key": value_type.key, "context": row.context, "value": row.value, "provenance": row.provenance}
+        {"key": value_type.key, "context": row.context, "value": row.value, "provenance": provenance}
     )
     is_fresh = row.fingerprint == value_type.fingerprint and row.expires_at > timezone.now()
     return (answer.found_in("l3") if is_fresh else None), answer

@@ -70,6 +70,7 @@ MULTIPLIERS = {
 }
 US = {"region": "us"}
 DE = {"region": "de"}
+JSON = {"Content-Type": "application/json"}
 
 
 # The sources' wire formats (config/environments/base.yaml: request paths and mappings) -------
@@ -271,6 +272,25 @@ def test_get_value__expired_or_future_override__ignored(budget_server, starts_in
     assert answer.value == pytest.approx(blended([(0.6, BUDGET), (0.4, OTHER_BUDGET)]))
 
 
+def test_get_value__override_window__served_only_between_start_and_expiry(budget_server):
+    value = scaled(BUDGET, 2)
+    starts_at = timezone.now() + timedelta(seconds=1)
+    expires_at = starts_at + timedelta(seconds=2)
+    create_override(value, context_match={}, starts_at=starts_at, expires_at=expires_at)
+    wait_for_propagation()
+
+    before = get_value("budget_thresholds", US)
+    time.sleep(max(0.0, (starts_at - timezone.now()).total_seconds()) + 0.2)
+    during = get_value("budget_thresholds", US)
+    time.sleep(max(0.0, (expires_at - timezone.now()).total_seconds()) + 0.2)
+    after = get_value("budget_thresholds", US)
+
+    assert before.provenance.tier == "primary"
+    assert (during.provenance.tier, during.value) == ("override", value)
+    assert after.provenance.tier == "l1"  # the sources' value, cached before the override began
+    assert after.value == before.value
+
+
 def test_override_create__value_breaks_bounds__refused_and_nothing_changes(budget_server):
     overrides, history = Override.objects.count(), AuditEntry.objects.count()
 
@@ -360,10 +380,10 @@ def test_get_value__different_regions__each_served_its_own_value(budget_server):
     factor = {"us": 1, "de": 2}
 
     def market(request):
-        return 200, {"Content-Type": "application/json"}, market_answer(scaled(BUDGET, factor[region_of(request)]))
+        return 200, JSON, market_answer(scaled(BUDGET, factor[region_of(request)]))
 
     def benchmarks(request):
-        return 200, {"Content-Type": "application/json"}, benchmarks_answer(scaled(OTHER_BUDGET, factor[region_of(request)]))
+        return 200, JSON, benchmarks_answer(scaled(OTHER_BUDGET, factor[region_of(request)]))
 
     budget_server.route("GET", MARKET_PATH, handler=market)
     budget_server.route("GET", BENCHMARKS_PATH, handler=benchmarks)
@@ -397,13 +417,17 @@ def test_get_value__unknown_context_key__raises_context_error_naming_allowed_key
     assert "allowed: industry, region" in message
 
 
-def test_get_value__channels_as_text__same_as_sorted_list(engine):
+def test_get_value__channels_as_text__same_as_sorted_list(engine, local_server):
+    serve_sources(local_server, "email_intelligence_api")  # the one http_json channel source
+    local_server.route("GET", "/v1/email/benchmarks", status=503, json={"error": "down"})
+
     as_text = get_value("channel_performance", {"channels": "social_media,email_marketing"})
     as_list = get_value("channel_performance", {"channels": ["email_marketing", "social_media"]})
 
     assert as_text.context == as_list.context == {"channels": ["email_marketing", "social_media"]}
     assert as_list.provenance.tier == "l1"
     assert as_list.value == as_text.value
+    assert local_server.calls() == 3  # one read's tries (MAX_ATTEMPTS), not two reads'
 
 
 # 4. Source tiers ------------------------------------------------------------------------------
@@ -453,7 +477,7 @@ def test_get_value__one_of_two_primaries_down__other_blended_alone_with_lower_co
     def market(request):
         if region_of(request) == "de":
             return 500, {}, {"error": "down"}
-        return 200, {"Content-Type": "application/json"}, market_answer(BUDGET)
+        return 200, JSON, market_answer(BUDGET)
 
     budget_server.route("GET", MARKET_PATH, handler=market)
 
@@ -672,7 +696,7 @@ def own_redis(socket_timeout: float = 0.25) -> Iterator[subprocess.Popen]:
         process.wait()
 
 
-def test_get_value__redis_killed_after_read__answers_from_l3_without_raising(budget_server):
+def test_get_value__redis_killed_after_read__answers_from_l3_without_raising(budget_server, caplog):
     with own_redis() as redis_server:
         first = get_value("budget_thresholds", US)
         assert first.provenance.tier == "primary"
@@ -689,6 +713,8 @@ def test_get_value__redis_killed_after_read__answers_from_l3_without_raising(bud
     assert after_kill.provenance.tier == following.provenance.tier == "l3"
     assert after_kill.value == following.value == first.value
     assert other_context.provenance.tier == "primary"
+    # Only the first read after the kill tried Redis; the others skipped L2 (L2_RETRY_AFTER).
+    assert sum("L2 (Redis) unavailable" in record.getMessage() for record in caplog.records) == 1
 
 
 def test_get_value__redis_killed_before_first_read__answers_from_sources(budget_server):
@@ -728,7 +754,7 @@ def test_get_value__redis_hanging__timeout_paid_once_then_l2_skipped(budget_serv
 
 
 @pytest.mark.django_db(transaction=True)
-def test_get_value__database_unreachable__caches_and_snapshot_keep_answering(budget_server):
+def test_get_value__database_unreachable__caches_and_snapshot_keep_answering(budget_server, caplog):
     first = get_value("budget_thresholds", US)
     snapshot = registry.snapshot()
     settings = connection.settings_dict
@@ -755,6 +781,7 @@ def test_get_value__database_unreachable__caches_and_snapshot_keep_answering(bud
     assert from_l1_after_poll.provenance.tier == "l1"
     assert from_l1.value == from_l2.value == from_l1_after_poll.value == first.value
     assert kept is snapshot
+    assert any("configuration not reloaded" in record.getMessage() for record in caplog.records)
     assert never_cached.provenance.tier == "primary"
     assert never_cached.value == pytest.approx(first.value)
     # The database is back for what follows; the read made while it was away is not in L3.
