@@ -15,6 +15,7 @@ Every problem is collected and raised at once as a ConfigError naming file, key 
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 import math
 import os
 from collections.abc import Mapping
@@ -286,6 +287,12 @@ class Environment:
     sources: dict[str, SourceSpec]
     value_types: dict[str, ValueTypeSpec]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def active_environment() -> Environment:
+    """The running deployment's environment (DYNCONFIG_ENV), read once per process."""
+    return load_environment()
 
 
 def environment_path(name: str, config_dir: Path | None = None) -> Path:

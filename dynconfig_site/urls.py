@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 
 from dynconfig_site.api_errors import json_404
 from monitoring.views import healthz
+from sources.views import simulator
 
 admin.site.site_header = "DynConfig"
 admin.site.site_title = "DynConfig admin"
@@ -14,6 +15,9 @@ urlpatterns = [
     # Django's handler404 only answers with DEBUG off; the API answers JSON always.
     re_path(r"^api/", json_404),
     path("healthz", healthz, name="healthz"),
+    # Local stand-ins of the market-data APIs; they answer only in mock mode (development).
+    path("simulators/<str:name>/", simulator),
+    path("simulators/<str:name>/<path:path>", simulator),
 ]
 
 handler404 = "dynconfig_site.api_errors.json_404"

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import requests
 
-from sources.adapters import ADAPTERS
+from sources.adapters import adapter_for
 from sources.adapters.base import ErrorKind, SourceCall, SourceError, SourceResult
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def call_source(call: SourceCall) -> SourceResult:
     last attempt's classified error.
     """
     source = call.source
-    adapter_class = ADAPTERS.get(source.kind)
+    adapter_class = adapter_for(source.kind)
     if adapter_class is None:
         raise _logged(call, SourceError(ErrorKind.DISABLED, f"no adapter for kind {source.kind}"))
     if not source.is_enabled:

@@ -63,6 +63,7 @@ class LocalServer:
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], _Route] = {}
+        self._default_route: _Route | None = None  # answers what no route matches (serve_all)
         self._lock = threading.Lock()  # guards routes, requests and open connections
         self._stopping = threading.Event()  # wakes delayed and hanging handlers on stop
         self._open_connections: set[socket.socket] = set()
@@ -116,6 +117,11 @@ class LocalServer:
                 status, payload, response_headers, delay, hang, handler
             )
 
+    def serve_all(self, handler: RouteHandler) -> None:
+        """Answer every request that no `route` matches with `handler` (e.g. a simulator)."""
+        with self._lock:
+            self._default_route = _Route(handler=handler)
+
     def calls(self, path: str | None = None) -> int:
         """How many requests arrived, for one path (query string ignored) or in all."""
         with self._lock:
@@ -142,7 +148,7 @@ class LocalServer:
     def _record(self, request: RecordedRequest) -> _Route | None:
         with self._lock:
             self.requests.append(request)
-            return self._routes.get((request.method, urlsplit(request.path).path))
+            return self._routes.get((request.method, urlsplit(request.path).path), self._default_route)
 
     def _track(self, connection: socket.socket, is_open: bool) -> None:
         with self._lock:

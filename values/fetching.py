@@ -55,7 +55,8 @@ def fetch_tier(
         return TierOutcome(None, (), ("no sources cover this context",), None)
     deadline = time.monotonic() + budget
     futures = {
-        _executor.submit(call_source, _call(value_type, context, link, budget)): link for link in links
+        _executor.submit(call_source, _call(value_type, context, link, reference, budget)): link
+        for link in links
     }
     done, _ = wait(futures, timeout=budget)
     contributions, uses, errors, ttls = [], [], [], []
@@ -106,7 +107,9 @@ def fetch_tier(
     return TierOutcome(blended, used, tuple(errors), min(ttls) if ttls else None)
 
 
-def _call(value_type: ValueTypeConfig, context: Mapping[str, Any], link: LinkConfig, budget: float) -> SourceCall:
+def _call(
+    value_type: ValueTypeConfig, context: Mapping[str, Any], link: LinkConfig, reference: Any, budget: float
+) -> SourceCall:
     return SourceCall(
         source=link.source,
         value_type=value_type.key,
@@ -115,6 +118,7 @@ def _call(value_type: ValueTypeConfig, context: Mapping[str, Any], link: LinkCon
         field_mapping=link.field_mapping,
         channels=link.channels,
         timeout_budget=budget,
+        reference=reference,
     )
 
 

@@ -30,7 +30,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from config.durations import parse_duration
-from config.environment import DEFAULT_PERFORMANCE_TTL, DEFAULT_TTL
+from config.environment import DEFAULT_PERFORMANCE_TTL, DEFAULT_TTL, active_environment
+from config.errors import ConfigError
 from sources.adapters.base import SourceConfig
 from values.builtins import BUILTIN_VALUE_TYPES
 from values.context import canonical_context
@@ -143,6 +144,7 @@ def load_snapshot() -> Snapshot:
 
     version = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
     now = timezone.now()
+    is_simulated = _is_mock_mode()
     links_by_type: dict[int, list[LinkConfig]] = {}
     for link in ValueTypeSource.objects.select_related("source"):
         source = link.source
@@ -163,6 +165,7 @@ def load_snapshot() -> Snapshot:
                     breaker_failure_threshold=source.breaker_failure_threshold,
                     breaker_recovery_timeout=source.breaker_recovery_timeout,
                     breaker_half_open_trials=source.breaker_half_open_trials,
+                    is_simulated=is_simulated,
                 ),
                 tier=link.tier,
                 weight=link.weight,
@@ -208,6 +211,14 @@ def load_snapshot() -> Snapshot:
         config = _with_fingerprint(config)
         types.update({name: config for name in (value_type.key, *value_type.aliases)})
     return Snapshot(version=version, types=types)
+
+
+def _is_mock_mode() -> bool:
+    """Whether this deployment's sources are local simulators (development's `mock_mode`)."""
+    try:
+        return active_environment().mock_mode
+    except ConfigError:
+        return False  # `manage.py check` reports the file; reads go on without mock mode
 
 
 def _with_fingerprint(config: ValueTypeConfig) -> ValueTypeConfig:

@@ -19,6 +19,10 @@ from typing import Any, ClassVar
 import requests
 
 
+# What a simulated source sends for a credential whose variable is unset.
+SIMULATOR_CREDENTIAL = "simulator-credential"
+
+
 class ErrorKind(str, enum.Enum):
     RETRYABLE = "retryable"  # timeout, connection error, 5xx, throttled: worth another try
     TERMINAL = "terminal"  # bad credentials, bad request: the same call will fail again
@@ -56,9 +60,13 @@ class SourceConfig:
     breaker_failure_threshold: int = 5
     breaker_recovery_timeout: timedelta = timedelta(seconds=60)
     breaker_half_open_trials: int = 1
+    # Mock mode (development): the source is a local simulator, which takes any credential.
+    is_simulated: bool = False
 
     def credentials(self) -> dict[str, str]:
         """Role -> secret, read from the environment now. Raises DISABLED if one is unset."""
+        if self.is_simulated:
+            return {role: os.environ.get(name) or SIMULATOR_CREDENTIAL for role, name in self.credential_variables.items()}
         missing = [name for name in self.credential_variables.values() if not os.environ.get(name)]
         if missing:
             raise SourceError(
@@ -78,6 +86,9 @@ class SourceCall:
     field_mapping: Mapping[str, str] = field(default_factory=dict)  # the link's, over the source's
     channels: tuple[str, ...] = ()  # channels this source covers for the type (empty: all)
     timeout_budget: float = 10.0  # seconds the whole call may take, retries included
+    # The value this call may scale or complete: the last known good value, else the fallback.
+    # Economic sources (World Bank, IMF) scale it; others fill the fields they cannot measure.
+    reference: Any = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,40 @@ class SourceResult:
     fetched_at: datetime
     confidence: float = 1.0  # 0..1, the source's own view of its answer
     ttl: timedelta | None = None  # the source's own freshness, if it says; else the type's
+
+
+def complete_from_reference(measured: Mapping[str, Any], reference: Any) -> tuple[dict[str, Any], float]:
+    """(`measured` deep-merged over `reference`, share of the numbers that were measured).
+
+    A provider that measures only some fields of a value (Semrush has CPC but no CTR) answers
+    whole values this way; the share becomes its confidence, so the blend trusts it less.
+    """
+    merged = _merge(reference if isinstance(reference, Mapping) else {}, measured)
+    measured_count = _count_numbers(measured)
+    total = _count_numbers(merged)
+    return merged, (measured_count / total if total else 0.0)
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {key: value for key, value in base.items()}
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _count_numbers(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, (int, float)):
+        return 1
+    if isinstance(value, Mapping):
+        return sum(_count_numbers(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_count_numbers(item) for item in value)
+    return 0
 
 
 class SourceAdapter(ABC):
