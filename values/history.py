@@ -1,4 +1,5 @@
-"""The history of operator edits: one function writes it, whoever edits (admin, sync, API)."""
+"""The history of operator edits: one function writes it, whoever edits (admin, sync, API),
+and in the same transaction moves the configuration version that every process watches."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models import F
 
-from values.models import AuditEntry
+from values.models import AuditEntry, ConfigVersion
 
 # Bookkeeping fields that change on every save and say nothing about the edit.
 UNTRACKED_FIELDS = {"created_at", "updated_at"}
@@ -41,6 +43,7 @@ def audit_record(
         if after is None
         else AuditEntry.Action.UPDATE
     )
+    bump_config_version()
     return AuditEntry.objects.create(
         actor=actor,
         channel=channel,
@@ -52,3 +55,13 @@ def audit_record(
         after=after,
         reason=reason,
     )
+
+
+def bump_config_version() -> None:
+    """Tell every process the configuration changed (they reload within a second)."""
+    if not ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1):
+        ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
+
+
+def config_version() -> int:
+    return ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0

@@ -235,3 +235,17 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit entries are immutable.")
+
+
+class ConfigVersion(models.Model):
+    """One row counting operator changes, bumped in each change's own transaction.
+
+    Processes compare it with the version of their snapshot (values.registry). The bump locks
+    the row until commit, so versions rise in commit order and no change can hide behind a
+    later one.
+    """
+
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "configuration version"

@@ -2,9 +2,9 @@
 
 The snapshot holds every value type (with its rules, fallback and sources) and every override
 not yet expired, as frozen dataclasses, so a read needs no database query. Coherence: every
-operator change writes an AuditEntry (values.history), so the newest entry's id is a version
-number of the whole configuration. A process compares it with its snapshot's at most every
-CHECK_INTERVAL seconds (one indexed query, never on every read) and reloads on a change.
+operator change bumps the one ConfigVersion row in its own transaction (values.history). A
+process compares that version with its snapshot's at most every CHECK_INTERVAL seconds (one
+primary-key query, never on every read) and reloads on a change.
 
 Each value type carries a fingerprint of everything that shapes its resolved values (rules,
 fallback, TTLs, sources and weights). The cache key includes it, so after such a change every
@@ -140,9 +140,10 @@ def builtin_snapshot() -> Snapshot:
 def load_snapshot() -> Snapshot:
     """Read the whole configuration from the database (raises DatabaseError if it cannot)."""
     from sources.models import ValueTypeSource
-    from values.models import AuditEntry, Override, ValueType
+    from values.history import config_version
+    from values.models import Override, ValueType
 
-    version = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    version = config_version()  # read first: a change committed meanwhile reloads again later
     now = timezone.now()
     is_simulated = _is_mock_mode()
     links_by_type: dict[int, list[LinkConfig]] = {}
@@ -261,9 +262,9 @@ class Registry:
 
     @staticmethod
     def _current_version() -> int:
-        from values.models import AuditEntry
+        from values.history import config_version
 
-        return AuditEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        return config_version()
 
 
 registry = Registry()

@@ -76,7 +76,7 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
         if answer is not None:
             return answer
     try:
-        return _resolve_cold(value_type, context, key_in_cache, context_key, last_good, now)
+        return _resolve_cold(value_type, context, key_in_cache, context_key, last_good, now, use_cache)
     finally:
         if is_leader:
             flights.land(key_in_cache)
@@ -99,6 +99,7 @@ def _resolve_cold(
     context_key: str,
     last_good: Answer | None,
     now: datetime,
+    use_cache: bool,
 ) -> Answer:
     """Steps 5 to 7, with at most one fetch of this key at a time across processes."""
     token = l2.acquire(key_in_cache, WAIT_FOR_LEADER_SECONDS)
@@ -108,6 +109,10 @@ def _resolve_cold(
             return answer
         return _fall_back(value_type, context, key_in_cache, last_good, now, ("another process is fetching",))
     try:
+        # A leader may have stored the answer between our cache misses and taking the lock.
+        answer = (l1.get(key_in_cache) or _from_l2(key_in_cache, now)) if use_cache else None
+        if answer is not None:
+            return answer
         answer, errors = _fetch(value_type, context, last_good)
         if answer is not None:
             _store(key_in_cache, answer, seconds_until(answer.provenance.expires_at, now))
