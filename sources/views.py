@@ -20,6 +20,8 @@ def simulator(request: HttpRequest, name: str, path: str = "") -> HttpResponse:
     time.sleep(environment.response_delay.total_seconds())
     query = {name: request.GET.getlist(name) for name in request.GET}
     headers = {name: value for name, value in request.headers.items()}
+    # Simulators that build absolute links (Meta's paging.next) must know where they are mounted.
+    headers["X-Forwarded-Prefix"] = f"/simulators/{name}"
     response = simulate(SimRequest(request.method, "/" + path, query, headers, request.body))
     body, content_type = response.encoded()
     reply = HttpResponse(body, status=response.status, content_type=content_type)

@@ -119,6 +119,7 @@ def _call(
         channels=link.channels,
         timeout_budget=budget,
         reference=reference,
+        baseline=value_type.fallback,
     )
 
 

@@ -86,9 +86,12 @@ class SourceCall:
     field_mapping: Mapping[str, str] = field(default_factory=dict)  # the link's, over the source's
     channels: tuple[str, ...] = ()  # channels this source covers for the type (empty: all)
     timeout_budget: float = 10.0  # seconds the whole call may take, retries included
-    # The value this call may scale or complete: the last known good value, else the fallback.
-    # Economic sources (World Bank, IMF) scale it; others fill the fields they cannot measure.
+    # The value a source may complete: the last known good value, else the fallback. A source
+    # that measures only some fields (Semrush) fills the others from it.
     reference: Any = None
+    # The value type's unadjusted base, its fallback. Economic sources (World Bank, IMF) scale
+    # it by a regional factor; scaling `reference` instead would compound refresh after refresh.
+    baseline: Any = None
 
 
 @dataclass(frozen=True)

@@ -81,9 +81,10 @@ def test_value_type_list_shows_the_three_builtin_types_with_their_configuration(
     assert budget["update_frequency"] == "PT6H"
     assert budget["ttl"] == "PT5M"  # test.yaml: default_ttl 300
     assert budget["max_staleness"] == "P7D"
-    assert {(s["name"], s["weight"]) for s in budget["sources"]} == {
-        ("market_research_api", 0.6),
-        ("industry_benchmarks_api", 0.4),
+    assert {(s["name"], s["tier"], s["weight"]) for s in budget["sources"]} == {
+        ("market_research_api", "primary", 0.6),
+        ("industry_benchmarks_api", "primary", 0.4),
+        ("world_bank_api", "secondary", 1.0),
     }
     assert types["industry_multipliers"]["update_frequency"] == "P1D"
     channels = types["channel_performance"]
@@ -92,6 +93,7 @@ def test_value_type_list_shows_the_three_builtin_types_with_their_configuration(
         "google_ads_api": ["search_advertising"],
         "facebook_marketing_api": ["social_media"],
         "email_intelligence_api": ["email_marketing"],
+        "semrush_api": ["search_advertising"],
     }
 
 

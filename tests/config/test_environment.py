@@ -832,8 +832,10 @@ def test_load__shipped_base__has_the_seed_settings():
     assert environment.sources["google_ads_api"].fields["requests_per_minute"] == 60  # its own limit
     assert environment.sources["market_research_api"].fields["requests_per_minute"] == 1000  # the group default
     budget = environment.value_types["budget_thresholds"]
-    assert [(link.source, link.fields["weight"]) for link in budget.links] == [
-        ("market_research_api", 0.6), ("industry_benchmarks_api", 0.4),
+    assert [(link.source, link.fields["tier"], link.fields["weight"]) for link in budget.links] == [
+        ("market_research_api", "primary", 0.6),
+        ("industry_benchmarks_api", "primary", 0.4),
+        ("world_bank_api", "secondary", 1.0),
     ]
 
 

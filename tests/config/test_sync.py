@@ -32,6 +32,9 @@ SHIPPED_LINKS = {
     ("channel_performance", "google_ads_api", 0.8),
     ("channel_performance", "facebook_marketing_api", 0.8),
     ("channel_performance", "email_intelligence_api", 0.9),
+    ("budget_thresholds", "world_bank_api", 1.0),
+    ("industry_multipliers", "imf_api", 1.0),
+    ("channel_performance", "semrush_api", 0.6),
 }
 SHIPPED_SOURCES = {
     "google_ads_api", "facebook_marketing_api", "semrush_api", "world_bank_api", "imf_api",
@@ -155,7 +158,8 @@ def test_sync__dry_run_of_a_change__prints_it_and_writes_nothing(synced, environ
     assert "    update_frequency: PT6H -> PT2H" in output
     assert "+ source extra_api" in output
     assert "- source link industry_multipliers <- competitive_analysis_api" in output
-    assert "Would apply 4 change(s)" in output
+    assert "- source link industry_multipliers <- imf_api" in output
+    assert "Would apply 5 change(s)" in output
     assert database_rows() == before
 
 
@@ -320,11 +324,14 @@ def test_sync__link_removed_from_file__deletes_the_link_and_keeps_the_source(syn
     output = sync("--file", str(path))
 
     assert "- source link industry_multipliers <- competitive_analysis_api" in output
-    assert links() == SHIPPED_LINKS - {("industry_multipliers", "competitive_analysis_api", 0.3)}
+    assert links() == SHIPPED_LINKS - {
+        ("industry_multipliers", "competitive_analysis_api", 0.3),
+        ("industry_multipliers", "imf_api", 1.0),
+    }
     assert Source.objects.filter(name="competitive_analysis_api").exists()
-    entry = AuditEntry.objects.first()
-    assert (entry.action, entry.object_type, entry.after) == ("delete", "sources.valuetypesource", None)
-    assert entry.before["weight"] == 0.3
+    deleted = AuditEntry.objects.filter(action="delete", object_type="sources.valuetypesource")
+    assert {entry.after for entry in deleted} == {None}
+    assert sorted(entry.before["weight"] for entry in deleted) == [0.3, 1.0]
 
 
 def test_sync__objects_the_file_does_not_mention__are_kept(synced, environments):
