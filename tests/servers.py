@@ -160,6 +160,10 @@ class LocalServer:
 
 def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Headers and body go out in separate writes: without this, Nagle's algorithm holds the
+        # body back ~40 ms on a kept-alive connection, and `delay=` routes would lie.
+        disable_nagle_algorithm = True
+
         protocol_version = "HTTP/1.1"  # keep-alive, so that clients can reuse connections
 
         def setup(self) -> None:

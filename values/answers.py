@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -82,12 +84,26 @@ class Answer:
     provenance: Provenance
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "context": self.context,
-            "value": self.value,
-            "provenance": self.provenance.as_dict(),
-        }
+        """The JSON form of PRODUCT.md's contract; made once per answer object, so read-only."""
+        made = self.__dict__.get("_as_dict")
+        if made is None:
+            # An answer is immutable, and an L1 hit returns the same object again and again.
+            made = self.__dict__["_as_dict"] = {
+                "key": self.key,
+                "context": self.context,
+                "value": self.value,
+                "provenance": self.provenance.as_dict(),
+            }
+        return made
+
+    def version(self) -> str:
+        """Changes when the value or where it was made changes, not with the tier serving it."""
+        made = self.__dict__.get("_version")
+        if made is None:
+            identity = [self.value, self.context, self.provenance.origin, str(self.provenance.fetched_at)]
+            text = json.dumps(identity, sort_keys=True, default=str)
+            made = self.__dict__["_version"] = hashlib.sha256(text.encode()).hexdigest()[:20]
+        return made
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Answer:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from django.conf import settings
 from django.utils import timezone
 from django.utils.http import parse_etags
@@ -75,7 +72,7 @@ class ValueReadApi(APIView):
             raise ValidationError({"context": [str(error)]}) from error
         etag = _etag(answer)
         headers = {"ETag": etag, "Cache-Control": f"max-age={_max_age(answer)}"}
-        if _not_modified(request.headers.get("If-None-Match", ""), etag):
+        if _not_modified(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
             return Response(status=304, headers=headers)
         return Response(answer.as_dict(), headers=headers)
 
@@ -87,10 +84,7 @@ def _context(request: Request) -> dict[str, str]:
 
 
 def _etag(answer: Answer) -> str:
-    """Changes when the value or where it was made changes; not with the cache tier that served it."""
-    identity = [answer.value, answer.context, answer.provenance.origin, str(answer.provenance.fetched_at)]
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    return f'W/"{digest}"'
+    return f'W/"{answer.version()}"'
 
 
 def _not_modified(header: str, etag: str) -> bool:

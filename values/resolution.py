@@ -38,6 +38,11 @@ FETCH_BUDGET_SECONDS = 3.0
 WAIT_FOR_LEADER_SECONDS = FETCH_BUDGET_SECONDS + 0.5
 
 
+# How many distinct (type, raw context) pairs `_read_keys` remembers.
+READ_KEYS_MEMO_SIZE = 10_000
+_read_keys_memo: dict[tuple, tuple[dict, str, str]] = {}
+
+
 class UnknownValueType(LookupError):
     """No value type has this key or alias."""
 
@@ -52,16 +57,20 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     value_type = registry.snapshot().value_type(key)
     if value_type is None:
         raise UnknownValueType(f"unknown value type {key!r}")
-    context, context_key = canonical_context(context, value_type.context_keys, value_type.key)
-    now = timezone.now()
+    context, context_key, key_in_cache = _read_keys(value_type, context)
 
-    override = pick_override(value_type.overrides, context, now)
-    if override is not None:
-        return _override_answer(value_type, context, override)
+    if value_type.overrides:
+        override = pick_override(value_type.overrides, context, timezone.now())
+        if override is not None:
+            return _override_answer(value_type, context, override)
 
-    key_in_cache = cache_key(value_type, context_key)
     if use_cache:
-        answer = l1.get(key_in_cache) or _from_l2(key_in_cache, now)
+        answer = l1.get(key_in_cache)
+        if answer is not None:
+            return answer
+    now = timezone.now()
+    if use_cache:
+        answer = _from_l2(key_in_cache, now)
         if answer is not None:
             return answer
     fresh, last_good = l3_get(value_type, context_key)
@@ -80,6 +89,30 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     finally:
         if is_leader:
             flights.land(key_in_cache)
+
+
+def _read_keys(value_type: ValueTypeConfig, raw: Mapping[str, Any] | None) -> tuple[dict, str, str]:
+    """(canonical context, its key, the cache key), remembered per type and raw context.
+
+    Canonicalizing costs more than an L1 hit itself; consumers repeat the same few contexts.
+    The remembered context is shared between answers: treat it as read-only.
+    """
+    try:
+        memo_key = (value_type.key, value_type.fingerprint, tuple(raw.items()) if raw else ())
+        hash(memo_key)
+    except TypeError:  # a list in the context (channels=[...]): canonicalize every time
+        memo_key = None
+    if memo_key is not None:
+        known = _read_keys_memo.get(memo_key)
+        if known is not None:
+            return known
+    context, context_key = canonical_context(raw, value_type.context_keys, value_type.key)
+    keys = (context, context_key, cache_key(value_type, context_key))
+    if memo_key is not None:
+        if len(_read_keys_memo) >= READ_KEYS_MEMO_SIZE:
+            _read_keys_memo.clear()  # crude but bounded; refills with what is read now
+        _read_keys_memo[memo_key] = keys
+    return keys
 
 
 def pick_override(

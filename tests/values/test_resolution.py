@@ -22,13 +22,14 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
 from django.test import override_settings
 from django.utils import timezone
+from django_redis import get_redis_connection
 
 from sources.models import Source, ValueTypeSource
 from tests.servers import LocalServer, RecordedRequest
 from tests.values.conftest import BUDGET, reload_engine, serve_sources
 from values import get_value
 from values.answers import Answer
-from values.cache import L2_RETRY_AFTER, cache_key, l1
+from values.cache import L2_RETRY_AFTER, cache_key, l1, l2
 from values.context import ContextError, canonical_context
 from values.models import AuditEntry, Override, ResolvedValue, ValueType
 from values.registry import CHECK_INTERVAL, registry
@@ -180,14 +181,13 @@ def in_l2(key: str, context: dict) -> Answer | None:
     """What Redis holds for `key` and `context` under the engine's one key function."""
     value_type = registry.snapshot().value_type(key)
     _, context_key = canonical_context(context, value_type.context_keys, value_type.key)
-    data = caches["default"].get(cache_key(value_type, context_key))
-    return Answer.from_dict(data) if data else None
+    return l2.get(cache_key(value_type, context_key))
 
 
 def l2_ttl(key: str, context: dict) -> float:
     value_type = registry.snapshot().value_type(key)
     _, context_key = canonical_context(context, value_type.context_keys, value_type.key)
-    return caches["default"].ttl(cache_key(value_type, context_key))
+    return get_redis_connection("default").pttl(cache_key(value_type, context_key)) / 1000
 
 
 def clear_l1_and_l2() -> None:
@@ -524,7 +524,7 @@ def test_get_value__every_source_answers_badly__fallback_and_nothing_invalid_cac
     assert MARKET in errors and BENCHMARKS in errors
     assert not ResolvedValue.objects.filter(value_type__key="budget_thresholds").exists()
     cached = in_l2("budget_thresholds", US)
-    assert (cached.provenance.tier, cached.value) == ("fallback", SEED_FALLBACK)
+    assert (cached.provenance.origin, cached.value) == ("fallback", SEED_FALLBACK)
 
 
 def test_get_value__multiplier_above_bound__refused_other_source_served(multiplier_server):
