@@ -2,6 +2,9 @@
 
 `sources.calls.call_source` is the only caller: it asks `adapter_for(kind)`. Modules are
 imported when first used, so a provider's module costs nothing where it is not configured.
+
+Beside the providers' modules: `base` (the interface every adapter implements), `http` (the one
+HTTP layer they all send through) and `scaling` (the baseline scaling of the economic sources).
 """
 
 from __future__ import annotations

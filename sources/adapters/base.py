@@ -109,8 +109,8 @@ def complete_from_reference(measured: Mapping[str, Any], reference: Any) -> tupl
     whole values this way; the share becomes its confidence, so the blend trusts it less.
     """
     merged = _merge(reference if isinstance(reference, Mapping) else {}, measured)
-    measured_count = _count_numbers(measured)
-    total = _count_numbers(merged)
+    measured_count = count_numbers(measured)
+    total = count_numbers(merged)
     return merged, (measured_count / total if total else 0.0)
 
 
@@ -124,15 +124,16 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _count_numbers(value: Any) -> int:
+def count_numbers(value: Any) -> int:
+    """How many numbers `value` holds, in nested mappings and lists too (booleans are not numbers)."""
     if isinstance(value, bool):
         return 0
     if isinstance(value, (int, float)):
         return 1
     if isinstance(value, Mapping):
-        return sum(_count_numbers(item) for item in value.values())
+        return sum(count_numbers(item) for item in value.values())
     if isinstance(value, (list, tuple)):
-        return sum(_count_numbers(item) for item in value)
+        return sum(count_numbers(item) for item in value)
     return 0
 
 

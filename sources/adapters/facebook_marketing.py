@@ -4,10 +4,11 @@ The request is `GET {base}/{api_version}/act_{ad_account_id}/insights` with
 `fields=impressions,clicks,spend,ctr,cpc,cpm,actions`, `date_preset`, `level` and `limit` (the
 source's `request_template`, each key overridable by the link's `params`; defaults `v26.0`,
 `last_30d`, `adset`, 100). The access token goes in `Authorization: Bearer`, never in the query,
-so it lands in no URL and no log line; the ad account id is in the path, so urllib3's debug
-lines have it redacted here. `paging.next` is followed while present, for at most `MAX_PAGES`
-pages, and only when it points at the same scheme, host, port and path as the first request:
-a `next` anywhere else is refused before anything is sent there.
+so it lands in no URL and no log line; the ad account id is in the path, so it is registered for
+redaction from urllib3's debug lines (`sources.adapters.http.redact_path_segment`).
+`paging.next` is followed while present, for at most `MAX_PAGES` pages, and only when it points
+at the same scheme, host, port and path as the first request: a `next` anywhere else is refused
+before anything is sent there, and redirects are not followed.
 
 Derivation (one row per ad set; every metric arrives as a decimal string, `ctr` in percent):
 
@@ -32,9 +33,10 @@ code before status, since Meta sends throttling with HTTP 400:
   when above 0, else `DEFAULT_THROTTLE_SECONDS`;
 - 190, 102, and OAuthException 463/467 (code or subcode) -> TERMINAL (the token is refused);
 - any 5xx (code 1 "reduce the amount of data" comes with 500) -> RETRYABLE; other 4xx -> TERMINAL.
-An answer that is not JSON (an HTML page), holds NaN, or is over 1 MiB is INVALID_DATA; timeouts
-and connection failures are RETRYABLE. Reasons carry codes only, never the provider's message
-(which may echo the request), a URL or a header.
+A non-2xx answer without a Graph error body is classified by its status as for every source
+(`sources.adapters.http.raise_for_status`). An answer that is not JSON (an HTML page), holds
+NaN, or is over 1 MiB is INVALID_DATA; timeouts and connection failures are RETRYABLE. Reasons
+carry codes only, never the provider's message (which may echo the request), a URL or a header.
 """
 
 from __future__ import annotations
@@ -60,10 +62,14 @@ from sources.adapters.base import (
     SourceResult,
     complete_from_reference,
 )
-
-# Private helpers of the generic JSON adapter, shared on purpose: one body cap, one NaN rule,
-# one status classification for every provider.
-from sources.adapters.http_json import _check_status, _parse_json, _read_capped
+from sources.adapters.http import (
+    MAX_RESPONSE_BYTES,
+    Reply,
+    parse_json,
+    raise_for_status,
+    redact_path_segment,
+    send,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,21 +104,9 @@ _API_VERSION = re.compile(r"^v\d+\.\d+$")
 _DATE_PRESET = re.compile(r"^[a-z0-9_]+$")
 _DECIMAL = re.compile(r"^\s*(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 _TRACE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_AD_ACCOUNT_IN_PATH = re.compile(r"/act_[^/?\s\"']+")
 
-
-class _AdAccountRedactor(logging.Filter):
-    """urllib3 logs request paths at DEBUG, and ours holds the ad account id (a credential role)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "/act_" in message:
-            record.msg, record.args = _AD_ACCOUNT_IN_PATH.sub("/act_[redacted]", message), ()
-        return True
-
-
-for _logger_name in ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry"):
-    logging.getLogger(_logger_name).addFilter(_AdAccountRedactor())
+# urllib3 logs request paths at DEBUG, and ours holds the ad account id (a credential role).
+redact_path_segment("/act_")
 
 
 @dataclass(frozen=True)
@@ -262,36 +256,26 @@ def _get(
     deadline: float,
     secrets: Sequence[str],
 ) -> Any:
-    """One page, parsed, or a classified SourceError. Exceptions of requests are not chained:
-    their messages carry the URL."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise SourceError(ErrorKind.RETRYABLE, "the answer took longer than the time budget")
-    timeout = (min(call.source.connect_timeout, remaining), min(call.source.read_timeout, remaining))
-    try:
-        with session.get(
-            url, params=params, headers=headers, timeout=timeout, stream=True, allow_redirects=False
-        ) as response:
-            if not 200 <= response.status_code < 300:
-                _raise_for_error(response, deadline, secrets)
-            raw = _read_capped(response, deadline)
-            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-            _log_high_usage(response.headers, call)
-    except requests.Timeout as error:
-        phase = "connecting" if isinstance(error, requests.ConnectTimeout) else "waiting for the answer"
-        raise SourceError(ErrorKind.RETRYABLE, f"timed out {phase}") from None
-    except requests.ConnectionError:
-        raise SourceError(ErrorKind.RETRYABLE, "connection failed") from None
-    except requests.exceptions.ChunkedEncodingError:
-        raise SourceError(ErrorKind.RETRYABLE, "the answer broke off while being read") from None
-    except requests.exceptions.ContentDecodingError:
-        raise SourceError(ErrorKind.INVALID_DATA, "the answer's content encoding is broken") from None
-    except requests.RequestException as error:
-        raise SourceError(ErrorKind.TERMINAL, f"request could not be made ({type(error).__name__})") from None
-    payload = _parse_json(raw, media_type)
+    """One page, parsed, or a classified SourceError."""
+    reply = send(
+        session,
+        method="GET",
+        url=url,
+        call=call,
+        params=params,
+        headers=headers,
+        deadline=deadline,
+        # Meta explains a failure (throttling among others) in its error body: read it whole.
+        error_body_bytes=MAX_RESPONSE_BYTES,
+        allow_redirects=False,  # the access token goes nowhere but where we asked
+    )
+    if not reply.is_success:
+        _raise_for_error(reply, secrets)
+    _log_high_usage(reply.headers, call)
+    payload = parse_json(reply)
     if isinstance(payload, Mapping) and "error" in payload and "data" not in payload:
         # Some Graph failures arrive with 200; they are failures all the same.
-        graph_error = _graph_error(response.status_code, payload, response.headers, secrets)
+        graph_error = _graph_error(reply.status, payload, reply.headers, secrets)
         if graph_error is not None:
             raise graph_error
     return payload
@@ -300,17 +284,15 @@ def _get(
 # Errors --------------------------------------------------------------------------------------
 
 
-def _raise_for_error(response: requests.Response, deadline: float, secrets: Sequence[str]) -> None:
+def _raise_for_error(reply: Reply, secrets: Sequence[str]) -> None:
     try:
-        payload = _parse_json(_read_capped(response, deadline), "")
-    except SourceError as error:
-        if error.kind is not ErrorKind.INVALID_DATA:
-            raise
+        payload = parse_json(reply)
+    except SourceError:
         payload = None  # not a Graph error body (an HTML page, a proxy's answer): the status decides
-    graph_error = _graph_error(response.status_code, payload, response.headers, secrets)
+    graph_error = _graph_error(reply.status, payload, reply.headers, secrets)
     if graph_error is not None:
         raise graph_error
-    _check_status(response)
+    raise_for_status(reply)
     raise AssertionError("unreachable: a non-2xx status always raises")
 
 

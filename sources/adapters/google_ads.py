@@ -69,10 +69,10 @@ import os
 import re
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -81,12 +81,11 @@ from sources.adapters.base import (
     ErrorKind,
     SourceAdapter,
     SourceCall,
-    SourceConfig,
     SourceError,
     SourceResult,
     complete_from_reference,
 )
-from sources.adapters.http_json import _parse_json, _read_capped
+from sources.adapters.http import MAX_RESPONSE_BYTES, Reply, parse_json, redact_path_segment, send
 
 logger = logging.getLogger(__name__)
 
@@ -158,21 +157,11 @@ _ENUM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _FIELD_NAME = re.compile(r"^[A-Za-z]+$")
 _INT64 = re.compile(r"^-?\d+$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
-_CUSTOMER_PATH = re.compile(r"/customers/[^/:\s\"?]+")
 
+# urllib3 logs request paths at DEBUG; ours carry the customer id, a configured credential.
+redact_path_segment("/customers/")
 
-class _CustomerIdRedactor(logging.Filter):
-    """urllib3 logs request paths at DEBUG; ours carry the customer id, a configured credential."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "/customers/" in message:
-            record.msg, record.args = _CUSTOMER_PATH.sub("/customers/[redacted]", message), ()
-        return True
-
-
-for _logger_name in ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry"):
-    logging.getLogger(_logger_name).addFilter(_CustomerIdRedactor())
+_Item = TypeVar("_Item")
 
 
 @dataclass(frozen=True)
@@ -341,16 +330,7 @@ def _keyword_ideas(
     call: SourceCall, session: requests.Session, account: _Account, geo_target: int | None, deadline: float
 ) -> list[_Idea]:
     body = _ideas_request(call, geo_target)
-    ideas: list[_Idea] = []
-    for _ in range(MAX_KEYWORD_PAGES):
-        url = f"{account.url}:generateKeywordIdeas"
-        payload = _post(session, url, account.headers, body, call.source, deadline, "generateKeywordIdeas")
-        results, next_page_token = _page(payload, "generateKeywordIdeas")
-        ideas.extend(_idea(result) for result in results)
-        if next_page_token is None:
-            break
-        body = {**body, "pageToken": next_page_token}
-    return ideas
+    return _all_pages(call, session, account, ":generateKeywordIdeas", body, MAX_KEYWORD_PAGES, _idea, deadline)
 
 
 def _campaign_rows(
@@ -360,85 +340,76 @@ def _campaign_rows(
     if not isinstance(query, str) or not query.strip():
         raise SourceError(ErrorKind.TERMINAL, "request gaql_query must be a GAQL query")
     body: dict[str, Any] = {"query": query}
-    rows: list[_CampaignRow] = []
-    for _ in range(MAX_GAQL_PAGES):
-        url = f"{account.url}/googleAds:search"
-        payload = _post(session, url, account.headers, body, call.source, deadline, "googleAds:search")
-        results, next_page_token = _page(payload, "googleAds:search")
-        rows.extend(_campaign_row(result) for result in results)
+    return _all_pages(call, session, account, "/googleAds:search", body, MAX_GAQL_PAGES, _campaign_row, deadline)
+
+
+def _all_pages(
+    call: SourceCall,
+    session: requests.Session,
+    account: _Account,
+    suffix: str,
+    body: dict[str, Any],
+    max_pages: int,
+    parse: Callable[[Any], _Item],
+    deadline: float,
+) -> list[_Item]:
+    """The parsed results of up to `max_pages` pages of one endpoint (`suffix` follows the
+    account's URL), following `nextPageToken`. Each page is parsed before the next is asked for."""
+    endpoint = suffix.lstrip(":/")
+    items: list[_Item] = []
+    for _ in range(max_pages):
+        payload = _post(call, session, f"{account.url}{suffix}", account.headers, body, deadline, endpoint)
+        results, next_page_token = _page(payload, endpoint)
+        items.extend(parse(result) for result in results)
         if next_page_token is None:
             break
         body = {**body, "pageToken": next_page_token}
-    return rows
+    return items
 
 
 def _post(
+    call: SourceCall,
     session: requests.Session,
     url: str,
     headers: Mapping[str, str],
     body: Any,
-    source: SourceConfig,
     deadline: float,
     endpoint: str,
 ) -> Any:
-    """One request's parsed JSON answer, or a classified SourceError. Exceptions of requests
-    are never chained (`from None`): their messages carry the URL, customer id included."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise SourceError(ErrorKind.RETRYABLE, f"no time left in the call's budget for {endpoint}")
-    timeout = (min(source.connect_timeout, remaining), min(source.read_timeout, remaining))
+    """One request's parsed JSON answer, or a classified SourceError naming the endpoint."""
     try:
-        with session.post(url, headers=dict(headers), json=body, timeout=timeout, stream=True) as response:
-            status = response.status_code
-            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-            if 200 <= status < 300:
-                raw = _read_capped(response, deadline)
-            else:
-                raw = _error_body(response, deadline)
-    except requests.Timeout as error:
-        phase = "connecting" if isinstance(error, requests.ConnectTimeout) else "waiting for the answer"
-        raise SourceError(ErrorKind.RETRYABLE, f"{endpoint}: timed out {phase}") from None
-    except requests.ConnectionError:
-        raise SourceError(ErrorKind.RETRYABLE, f"{endpoint}: connection failed") from None
-    except requests.exceptions.ChunkedEncodingError:
-        raise SourceError(ErrorKind.RETRYABLE, f"{endpoint}: the answer broke off while being read") from None
-    except requests.exceptions.ContentDecodingError:
-        raise SourceError(ErrorKind.INVALID_DATA, f"{endpoint}: the answer's content encoding is broken") from None
-    except requests.RequestException as error:
-        raise SourceError(
-            ErrorKind.TERMINAL, f"{endpoint}: request could not be made ({type(error).__name__})"
-        ) from None
-    if not 200 <= status < 300:
-        raise _status_error(endpoint, status, _rpc_status(raw))
-    try:
-        payload = _parse_json(raw, media_type)
+        reply = send(
+            session,
+            method="POST",
+            url=url,
+            call=call,
+            headers=dict(headers),
+            json=body,
+            deadline=deadline,
+            # Google explains a failure in a google.rpc.Status body: read it whole.
+            error_body_bytes=MAX_RESPONSE_BYTES,
+        )
+        payload = parse_json(reply) if reply.is_success else None
     except SourceError as error:
-        raise SourceError(error.kind, f"{endpoint}: {error.reason}") from None
+        raise SourceError(error.kind, f"{endpoint}: {error.reason}", retry_after=error.retry_after) from None
+    if not reply.is_success:
+        raise _status_error(endpoint, reply.status, _rpc_status(reply))
     embedded = _rpc_status_in(payload)
     if embedded is not None:  # a 2xx carrying a Status, as a searchStream may after it began
         code = embedded.get("code")
         is_code = isinstance(code, int) and not isinstance(code, bool)
-        raise _status_error(endpoint, code if is_code else status, embedded)
+        raise _status_error(endpoint, code if is_code else reply.status, embedded)
     return payload
-
-
-def _error_body(response: requests.Response, deadline: float) -> bytes:
-    # The status already classifies the failure; the body only adds details, so an oversized
-    # or slow one is dropped rather than turning the error into another kind.
-    try:
-        return _read_capped(response, deadline)
-    except SourceError:
-        return b""
 
 
 # Errors --------------------------------------------------------------------------------------
 
 
-def _rpc_status(raw: bytes) -> Mapping[str, Any] | None:
+def _rpc_status(reply: Reply) -> Mapping[str, Any] | None:
     try:
-        payload = _parse_json(raw, "")
+        payload = parse_json(reply)
     except SourceError:
-        return None  # an HTML error page or an empty body: the HTTP status says enough
+        return None  # an HTML error page, an empty or cut-short body: the HTTP status says enough
     return _rpc_status_in(payload)
 
 

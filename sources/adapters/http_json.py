@@ -6,22 +6,22 @@ and `headers` merged key by key): `method` (GET), `path` (after `base_url`), `qu
 and a JSON `body`. `{name}` placeholders in their strings are filled from the call's context
 (lists joined with ","), `{value_type}`, and the source's credentials by role (`{api_key}`).
 
-The answer must be 2xx JSON of at most 1 MiB, without NaN/Infinity. The effective mapping (the
-source's, updated by the link's) maps dotted target paths to JMESPath expressions; without a
-mapping the JSON itself is the data. Types are not checked here: the value type's schema does
-that later.
+The answer must be 2xx JSON of at most 1 MiB, without NaN/Infinity: the shared HTTP layer
+(`sources.adapters.http`) checks all three, clamps timeouts to the call's budget and classifies
+failures by status. The effective mapping (the source's, updated by the link's) maps dotted
+target paths to JMESPath expressions; without a mapping the JSON itself is the data. Types are
+not checked here: the value type's schema does that later.
 
 No credential may reach an error or a log line: reasons are built from status codes, field and
-placeholder names only, never from URLs, headers or bodies, and requests' own exceptions (whose
-messages carry the URL with its query string) are not chained.
+placeholder names only, never from URLs, headers or bodies; the HTTP layer does not chain
+requests' exceptions (whose messages carry the URL with its query string) and redacts query
+strings from urllib3's log lines. A credential may not be placed in the path, which is logged
+as it is.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,30 +33,10 @@ import jmespath.exceptions
 import requests
 
 from sources.adapters.base import ErrorKind, SourceAdapter, SourceCall, SourceError, SourceResult
-
-# Config answers are a few KiB; anything near this is a wrong endpoint or a hostile server.
-MAX_RESPONSE_BYTES = 1024 * 1024
-# Read in pieces so an oversized body is refused without holding all of it in memory.
-READ_CHUNK_BYTES = 64 * 1024
+from sources.adapters.http import parse_json, raise_for_status, send
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ONLY_A_PLACEHOLDER = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_QUERY_STRING = re.compile(r"\?[^\s'\"]*")
-
-
-class _QueryStringRedactor(logging.Filter):
-    """urllib3 logs request URLs (query strings included) at DEBUG; a query may hold an API key."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "?" in message:
-            record.msg, record.args = _QUERY_STRING.sub("?[redacted]", message), ()
-        return True
-
-
-# A filter on a logger sees only that logger's own records, so each one that logs URLs gets it.
-for _logger_name in ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry"):
-    logging.getLogger(_logger_name).addFilter(_QueryStringRedactor())
 
 
 @dataclass(frozen=True)
@@ -78,7 +58,17 @@ class HttpJsonAdapter(SourceAdapter):
             raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget")
         credentials = call.source.credentials()  # DISABLED if a variable is unset
         request = _build_request(call, credentials)
-        payload = _send(session, request, call)
+        reply = send(
+            session,
+            method=request.method,
+            url=request.url,
+            call=call,
+            params=request.query,
+            headers=request.headers,
+            json=request.body,
+        )
+        raise_for_status(reply)
+        payload = parse_json(reply)
         fetched_at = datetime.now(UTC)
         mapping = {**call.source.field_mapping, **call.field_mapping}
         data = _apply_mapping(payload, mapping) if mapping else payload
@@ -165,109 +155,6 @@ def _fill_json(value: Any, values: Mapping[str, str]) -> Any:
     if isinstance(value, dict):
         return {key: _fill_json(item, values) for key, item in value.items()}
     return value
-
-
-# The response --------------------------------------------------------------------------------
-
-
-def _send(session: requests.Session, request: _Request, call: SourceCall) -> Any:
-    """The parsed JSON answer, or a classified SourceError. Exceptions of requests are never
-    chained (`from None`): their messages carry the URL, query string included."""
-    budget = call.timeout_budget
-    deadline = time.monotonic() + budget
-    timeout = (min(call.source.connect_timeout, budget), min(call.source.read_timeout, budget))
-    try:
-        with session.request(
-            request.method,
-            request.url,
-            params=request.query,
-            headers=request.headers,
-            json=request.body,
-            timeout=timeout,
-            stream=True,  # to cap the body while reading it
-        ) as response:
-            _check_status(response)
-            raw = _read_capped(response, deadline)
-            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-    except requests.Timeout as error:
-        phase = "connecting" if isinstance(error, requests.ConnectTimeout) else "waiting for the answer"
-        raise SourceError(ErrorKind.RETRYABLE, f"timed out {phase}") from None
-    except requests.ConnectionError:
-        raise SourceError(ErrorKind.RETRYABLE, "connection failed") from None
-    except requests.exceptions.ChunkedEncodingError:
-        raise SourceError(ErrorKind.RETRYABLE, "the answer broke off while being read") from None
-    except requests.exceptions.ContentDecodingError:
-        raise SourceError(ErrorKind.INVALID_DATA, "the answer's content encoding is broken") from None
-    except requests.RequestException as error:
-        # Invalid URL or header, too many redirects: the same call would fail again.
-        raise SourceError(
-            ErrorKind.TERMINAL, f"request could not be made ({type(error).__name__})"
-        ) from None
-    return _parse_json(raw, media_type)
-
-
-def _check_status(response: requests.Response) -> None:
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    if status == 429:
-        raise SourceError(
-            ErrorKind.RETRYABLE,
-            "throttled (HTTP 429)",
-            retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
-        )
-    if status >= 500 or status == 408:
-        raise SourceError(ErrorKind.RETRYABLE, f"server error (HTTP {status})")
-    if status in (401, 403):
-        raise SourceError(ErrorKind.TERMINAL, f"authentication refused (HTTP {status})")
-    if 400 <= status < 500:
-        raise SourceError(ErrorKind.TERMINAL, f"request refused (HTTP {status})")
-    raise SourceError(ErrorKind.TERMINAL, f"unexpected HTTP status {status}")
-
-
-def _retry_after_seconds(header: str | None) -> float | None:
-    # Only the delay-seconds form; an HTTP date is rare for APIs and then backoff applies.
-    try:
-        seconds = float(header) if header is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
-
-
-def _read_capped(response: requests.Response, deadline: float) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raise SourceError(ErrorKind.INVALID_DATA, "the answer is larger than 1 MiB")
-    # The length may be missing or wrong, so count what actually arrives.
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=READ_CHUNK_BYTES):
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise SourceError(ErrorKind.INVALID_DATA, "the answer is larger than 1 MiB")
-        # The read timeout is per socket read; a trickling server must not outlast the budget.
-        if time.monotonic() > deadline:
-            raise SourceError(ErrorKind.RETRYABLE, "the answer took longer than the time budget")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _reject_constant(name: str) -> Any:
-    raise SourceError(ErrorKind.INVALID_DATA, f"the answer contains {name}, which is not a number")
-
-
-def _parse_json(raw: bytes, media_type: str) -> Any:
-    try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
-        detail = (
-            f"{error.msg} at line {error.lineno} column {error.colno}"
-            if isinstance(error, json.JSONDecodeError)
-            else "undecodable text"
-        )
-        raise SourceError(
-            ErrorKind.INVALID_DATA, f"the answer is not JSON ({media_type or 'no Content-Type'}: {detail})"
-        ) from None
 
 
 # The mapping ---------------------------------------------------------------------------------

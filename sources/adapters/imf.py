@@ -1,4 +1,4 @@
-"""IMF DataMapper: a reference value adjusted by a region's real GDP growth against a reference country's.
+"""IMF DataMapper: the baseline value adjusted by a region's real GDP growth against a reference country's.
 
 What we request: an indicator (default `NGDP_RPCH`, real GDP growth in percent) for the
 context's region and a reference country (default `USA`) over the last three years, this one
@@ -11,23 +11,25 @@ How the number is computed:
 
     factor = clamp(1 + (growth_region - growth_reference) / 100 * sensitivity, 0.8, 1.25)
 
-with `sensitivity` 1.0 by default, and every number of the call's reference value (the last
-known good value, else the fallback) is multiplied by the factor and rounded to 4 significant
-figures. A region growing 1.8 points slower than the reference gets multipliers 1.8 % lower.
-The clamp [0.8, 1.25] is symmetric on a log scale (0.8 = 1 / 1.25) and is reached at a growth
-gap of about 20 points: only crisis and rebound years (2020, 2021) or bad data differ that
-much, and one year's macro figure should not move a performance multiplier by more than a
-fifth. It also keeps the multipliers of the fallback (1.0-1.3) inside the type's 0.3-3.0 bounds.
+with `sensitivity` 1.0 by default, and every number of the call's baseline value (the value
+type's fallback: never the last good value, which would compound the factor refresh after
+refresh) is multiplied by the factor and rounded to 4 significant figures
+(`sources.adapters.scaling`, shared with `world_bank`). A region growing 1.8 points slower
+than the reference gets multipliers 1.8 % lower. The clamp [0.8, 1.25] is symmetric on a
+log scale (0.8 = 1 / 1.25) and is reached at a growth gap of about 20 points: only crisis and
+rebound years (2020, 2021) or bad data differ that much, and one year's macro figure should
+not move a performance multiplier by more than a fifth. It also keeps the multipliers of the
+fallback (1.0-1.3) inside the type's 0.3-3.0 bounds.
 
-Confidence 1.0. Without a region in the context the reference is returned unchanged at
+Confidence 1.0. Without a region in the context the baseline is returned unchanged at
 confidence 0.5, without a request (as for the World Bank, see `world_bank`).
 
 Errors: an HTTP 200 answer without `values` (the API's answer for an unknown indicator or
 country), a country absent from the values or no year shared by both countries are
 INVALID_DATA; a region that is neither in the table nor an ISO3 code is TERMINAL, naming it.
 `"api": {"version": "2"}`, an extra `indicators` block and a `"": null` entry in the
-indicator's values are tolerated. HTTP, size, JSON and timeout failures are classified as in
-`http_json`.
+indicator's values are tolerated. HTTP, size, JSON and timeout failures are classified by the
+shared HTTP layer (`sources.adapters.http`).
 
 Settings, from the source's `request` block with the link's `params` laid over it:
 `indicator`, `reference_country`, `sensitivity`, `periods` (a list or "2024,2025").
@@ -43,11 +45,8 @@ from typing import Any
 import requests
 
 from sources.adapters.base import ErrorKind, SourceAdapter, SourceCall, SourceError, SourceResult
-
-# Private to the generic adapter for now (to be moved to a shared module): the request, its
-# timeouts clamped to the call's budget, the 1 MiB cap, NaN rejection, error classification.
-from sources.adapters.http_json import _Request, _send
-from sources.adapters.world_bank import non_negative_setting, require_numbers, scale_reference, unscaled_result
+from sources.adapters.http import parse_json, raise_for_status, send
+from sources.adapters.scaling import non_negative_setting, require_numbers, scale_baseline, unscaled_result
 
 DEFAULT_INDICATOR = "NGDP_RPCH"
 DEFAULT_REFERENCE_COUNTRY = "USA"
@@ -73,7 +72,7 @@ _YEAR = re.compile(r"^[0-9]{4}$")
 
 
 class ImfAdapter(SourceAdapter):
-    """Adjusts the call's reference value by the region's growth against a reference country's."""
+    """Adjusts the call's baseline value by the region's growth against a reference country's."""
 
     kind = "imf"
 
@@ -93,15 +92,23 @@ class ImfAdapter(SourceAdapter):
 
         codes = [region_code] if region_code == reference_country else [region_code, reference_country]
         url = f"{call.source.base_url.rstrip('/')}/external/datamapper/api/v1/{indicator}/{'/'.join(codes)}"
-        request = _Request("GET", url, {"periods": ",".join(periods)}, {"Accept": "application/json"}, None)
-        series = _series(_send(session, request, call), indicator, codes)
+        reply = send(
+            session,
+            method="GET",
+            url=url,
+            call=call,
+            params={"periods": ",".join(periods)},
+            headers={"Accept": "application/json"},
+        )
+        raise_for_status(reply)
+        series = _series(parse_json(reply), indicator, codes)
         common = set(series[region_code]) & set(series[reference_country])
         if not common:
             raise SourceError(ErrorKind.INVALID_DATA, f"no year with data for both {region_code} and {reference_country}")
         year = max(common)
         gap = series[region_code][year] - series[reference_country][year]
         factor = min(max(1 + gap / 100 * sensitivity, MIN_FACTOR), MAX_FACTOR)
-        return SourceResult(scale_reference(call.baseline, factor), fetched_at=datetime.now(UTC), confidence=1.0)
+        return SourceResult(scale_baseline(call.baseline, factor), fetched_at=datetime.now(UTC), confidence=1.0)
 
 
 def iso3(value: Any, setting: str) -> str:

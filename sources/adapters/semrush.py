@@ -31,21 +31,21 @@ Errors are classified on the body whatever the HTTP status, since Semrush sends 
 :: MESSAGE` bodies with 200 as well as 403: 50 (nothing found) INVALID_DATA; 120, 122 (bad
 key) and 130 (API disabled) TERMINAL; 132 (API units balance is zero) RETRYABLE with
 `retry_after` of an hour, since units return only when the balance is topped up; any other
-code TERMINAL. Without an error body the status decides as for `http_json` (5xx RETRYABLE, 401
-and 403 TERMINAL, ...). A 200 HTML page, a row of the wrong width, a field that is not a finite
-number or out of range, and an answer over 1 MiB are INVALID_DATA; timeouts are RETRYABLE.
+code TERMINAL. Without an error body the status decides, the generic way
+(`sources.adapters.http.raise_for_status`: 5xx RETRYABLE, 401 and 403 TERMINAL, ...). A 200
+HTML page, a row of the wrong width, a field that is not a finite number or out of range, and
+an answer over 1 MiB are INVALID_DATA; timeouts are RETRYABLE.
 
 The key is in the request URL, so: reasons never quote the URL, the body or a field's value
 (only an unknown error code's message, when it is a plain upper-case phrase without the key);
-requests' exceptions are not chained; and importing `sources.adapters.http_json` installs its
-filter that redacts query strings from urllib3's log lines.
+and the shared HTTP layer (`sources.adapters.http`) does not chain requests' exceptions and
+redacts query strings from urllib3's log lines.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,10 +61,7 @@ from sources.adapters.base import (
     SourceResult,
     complete_from_reference,
 )
-
-# Private helpers of the generic adapter, reused so both read and classify alike; importing the
-# module also installs the urllib3 log filter that keeps the key (in the query) out of the logs.
-from sources.adapters.http_json import _check_status, _read_capped
+from sources.adapters.http import raise_for_status, send
 
 CHANNEL = "search_advertising"
 REPORT_TYPE = "phrase_related"
@@ -153,7 +150,7 @@ class SemrushAdapter(SourceAdapter):
             "export_columns": EXPORT_COLUMNS,
             "display_limit": _display_limit(call),
         }
-        text = _send(session, call.source.base_url.rstrip("/") + "/", query, call)
+        text = _fetch_text(session, call.source.base_url.rstrip("/") + "/", query, call)
         fetched_at = datetime.now(UTC)
         rows = parse_rows(text)
         measured = derive(rows, phrase=phrase, database=database)
@@ -196,42 +193,15 @@ def _display_limit(call: SourceCall) -> int:
     return limit
 
 
-def _send(session: requests.Session, url: str, query: Mapping[str, Any], call: SourceCall) -> str:
-    """The answer's text, or a classified SourceError. requests' exceptions are never chained
-    (`from None`): their messages carry the URL, key included."""
-    budget = call.timeout_budget
-    deadline = time.monotonic() + budget
-    timeout = (min(call.source.connect_timeout, budget), min(call.source.read_timeout, budget))
-    try:
-        with session.get(url, params=query, timeout=timeout, stream=True) as response:
-            is_success = 200 <= response.status_code < 300
-            # An error body is one short line: a failed answer is read only far enough to find it.
-            text = _decode(_read_capped(response, deadline)) if is_success else _decode_lenient(_read_prefix(response))
-            # Semrush's error body decides whatever the status; without one, the status does.
-            _raise_for_error_body(text, query)
-            if not is_success:
-                _check_status(response)  # raises for every status outside 2xx
-            return text
-    except requests.Timeout as error:
-        phase = "connecting" if isinstance(error, requests.ConnectTimeout) else "waiting for the answer"
-        raise SourceError(ErrorKind.RETRYABLE, f"timed out {phase}") from None
-    except requests.ConnectionError:
-        raise SourceError(ErrorKind.RETRYABLE, "connection failed") from None
-    except requests.exceptions.ChunkedEncodingError:
-        raise SourceError(ErrorKind.RETRYABLE, "the answer broke off while being read") from None
-    except requests.exceptions.ContentDecodingError:
-        raise SourceError(ErrorKind.INVALID_DATA, "the answer's content encoding is broken") from None
-    except requests.RequestException as error:
-        raise SourceError(ErrorKind.TERMINAL, f"request could not be made ({type(error).__name__})") from None
-
-
-def _read_prefix(response: requests.Response) -> bytes:
-    prefix = b""
-    for chunk in response.iter_content(chunk_size=ERROR_PEEK_BYTES):
-        prefix += chunk
-        if len(prefix) >= ERROR_PEEK_BYTES:
-            break
-    return prefix[:ERROR_PEEK_BYTES]
+def _fetch_text(session: requests.Session, url: str, query: Mapping[str, Any], call: SourceCall) -> str:
+    """The answer's text, or a classified SourceError."""
+    # An error body is one short line: a failed answer is read only far enough to find it.
+    reply = send(session, method="GET", url=url, call=call, params=query, error_body_bytes=ERROR_PEEK_BYTES)
+    text = _decode(reply.body) if reply.is_success else _decode_lenient(reply.body)
+    # Semrush's error body decides whatever the status; without one, the status does.
+    _raise_for_error_body(text, query)
+    raise_for_status(reply)
+    return text
 
 
 def _decode(raw: bytes) -> str:

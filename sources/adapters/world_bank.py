@@ -1,4 +1,4 @@
-"""World Bank Indicators API v2: a reference value scaled to a region by GDP per capita.
+"""World Bank Indicators API v2: the baseline value scaled to a region by GDP per capita.
 
 What we request: the most recent non-empty value of an indicator (default `NY.GDP.PCAP.CD`,
 GDP per capita in current US$) for the context's region and a reference country (default `US`),
@@ -10,10 +10,10 @@ How the number is computed:
 
     factor = clamp((gdp_region / gdp_reference) ** elasticity, 0.25, 4.0)    elasticity = 0.5
 
-and every number of the call's baseline value (the value type's fallback: never the last good value, which
-would compound the factor refresh after refresh)
-is multiplied by the factor and rounded to 4 significant figures; a positive factor keeps
-ascending thresholds ascending. The elasticity 0.5 says that budgets scale less than income:
+and every number of the call's baseline value (the value type's fallback: never the last good
+value, which would compound the factor refresh after refresh) is multiplied by the factor and
+rounded to 4 significant figures (`sources.adapters.scaling`, shared with `imf`); a positive
+factor keeps ascending thresholds ascending. The elasticity 0.5 says that budgets scale less than income:
 ad prices are set in auctions that are partly global, so a country with a quarter of the
 reference income has budget tiers at half the reference, not at a quarter. The clamp [1/4, 4]
 is symmetric on a log scale and is reached at a GDP ratio of 1/16 or 16: past that one income
@@ -21,14 +21,15 @@ figure says little about ad budgets, and the answer stays well inside the 0.1-10
 of `budget_thresholds`, so an extreme country gives a bounded answer instead of a rejected one.
 
 Confidence: 1.0 when both figures are for the same year, 0.8 when they are not. Without a
-region in the context the reference is returned unchanged at confidence 0.5, without a
-request: the reference already is the value for no particular region, so it is the right
+region in the context the baseline is returned unchanged at confidence 0.5, without a
+request: the baseline already is the value for no particular region, so it is the right
 answer rather than an error, but nothing was measured, so measured sources outweigh it.
 
 Errors: the API's error shape (HTTP 200 with `[{"message": [...]}]`) is TERMINAL (a bad
 country code or indicator), except 105 "service currently unavailable" and 199 "unexpected
 error", which are RETRYABLE; the no-data shape and series that are all null are INVALID_DATA
-naming the countries; HTTP, size, JSON and timeout failures are classified as in `http_json`.
+naming the countries; HTTP, size, JSON and timeout failures are classified by the shared HTTP
+layer (`sources.adapters.http`).
 
 Settings, from the source's `request` block with the link's `params` laid over it:
 `indicator`, `reference_country`, `elasticity`, `date` (replaces `mrnev=1`), `per_page`.
@@ -36,22 +37,17 @@ Settings, from the source's `request` block with the link's `params` laid over i
 
 from __future__ import annotations
 
-import copy
-import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
 from sources.adapters.base import ErrorKind, SourceAdapter, SourceCall, SourceError, SourceResult
-
-# Private to the generic adapter for now (to be moved to a shared module): the request, its
-# timeouts clamped to the call's budget, the 1 MiB cap, NaN rejection, error classification.
-from sources.adapters.http_json import _Request, _send
+from sources.adapters.http import parse_json, raise_for_status, send
+from sources.adapters.scaling import non_negative_setting, require_numbers, scale_baseline, unscaled_result
 
 DEFAULT_INDICATOR = "NY.GDP.PCAP.CD"
 DEFAULT_REFERENCE_COUNTRY = "US"
@@ -65,9 +61,6 @@ DEFAULT_PER_PAGE = 50
 MAX_PAGES = 10
 SAME_YEAR_CONFIDENCE = 1.0
 MIXED_YEARS_CONFIDENCE = 0.8  # two years of growth and exchange rates apart, still a fair guess
-UNSCALED_CONFIDENCE = 0.5
-# Thresholds are dollars and multipliers about 1: 4 significant figures is finer than either needs.
-SIGNIFICANT_DIGITS = 4
 # The API's message ids that say "try again later" (105 service unavailable, 199 unexpected error).
 RETRYABLE_MESSAGE_IDS = frozenset({"105", "199"})
 
@@ -77,7 +70,7 @@ _INDICATOR_CODE = re.compile(r"^[A-Za-z0-9_.]+$")
 
 
 class WorldBankAdapter(SourceAdapter):
-    """Scales the call's reference value by the region's GDP per capita against a reference country's."""
+    """Scales the call's baseline value by the region's GDP per capita against a reference country's."""
 
     kind = "world_bank"
 
@@ -105,10 +98,10 @@ class WorldBankAdapter(SourceAdapter):
         )
         factor = min(max((region_value / reference_value) ** elasticity, MIN_FACTOR), MAX_FACTOR)
         confidence = SAME_YEAR_CONFIDENCE if region_year == reference_year else MIXED_YEARS_CONFIDENCE
-        return SourceResult(scale_reference(call.baseline, factor), fetched_at=datetime.now(UTC), confidence=confidence)
+        return SourceResult(scale_baseline(call.baseline, factor), fetched_at=datetime.now(UTC), confidence=confidence)
 
 
-# Settings and the reference value (shared with the IMF adapter) -------------------------------
+# Settings --------------------------------------------------------------------------------------
 
 
 def country_code(value: Any, setting: str) -> str:
@@ -116,56 +109,6 @@ def country_code(value: Any, setting: str) -> str:
     if not isinstance(value, str) or not _COUNTRY_CODE.match(value):
         raise SourceError(ErrorKind.TERMINAL, f"{setting} {str(value)[:40]!r} is not an ISO2 or ISO3 country code")
     return value.upper()
-
-
-def non_negative_setting(settings: Mapping[str, Any], name: str, default: float) -> float:
-    value = settings.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise SourceError(ErrorKind.TERMINAL, f"setting {name} must be a non-negative number")
-    return float(value)
-
-
-def require_numbers(reference: Any) -> None:
-    """TERMINAL unless the call carries a reference value with numbers in it to scale."""
-    if _number_count(reference) == 0:
-        raise SourceError(ErrorKind.TERMINAL, "the call has no reference value with numbers to scale")
-
-
-def unscaled_result(reference: Any) -> SourceResult:
-    """The reference as it is, for a context without a region (see the module docstring)."""
-    return SourceResult(copy.deepcopy(reference), fetched_at=datetime.now(UTC), confidence=UNSCALED_CONFIDENCE)
-
-
-def scale_reference(reference: Any, factor: float) -> Any:
-    """Every number of `reference` times `factor`, rounded to 4 significant figures; the rest as is."""
-    if isinstance(reference, bool):
-        return reference
-    if isinstance(reference, (int, float)):
-        return _significant(reference * factor)
-    if isinstance(reference, Mapping):
-        return {key: scale_reference(value, factor) for key, value in reference.items()}
-    if isinstance(reference, (list, tuple)):
-        return [scale_reference(value, factor) for value in reference]
-    return copy.deepcopy(reference)
-
-
-def _significant(number: float) -> float:
-    if number == 0 or not math.isfinite(number):
-        return number
-    # Rounding to significant figures never reverses an order, so ascending stays ascending.
-    return round(number, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(number))))
-
-
-def _number_count(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, (int, float)):
-        return 1
-    if isinstance(value, Mapping):
-        return sum(_number_count(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return sum(_number_count(item) for item in value)
-    return 0
 
 
 def _countries(codes: list[str]) -> str:
@@ -197,11 +140,19 @@ def _fetch_rows(
     rows: list[Any] = []
     page, pages = 1, 1
     while page <= pages:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if time.monotonic() >= deadline:
             raise SourceError(ErrorKind.RETRYABLE, f"no time left in the call's budget for page {page} of {pages}")
-        request = _Request("GET", url, {**query, "page": page}, {"Accept": "application/json"}, None)
-        page_rows, pages = _page(_send(session, request, replace(call, timeout_budget=remaining)), context)
+        reply = send(
+            session,
+            method="GET",
+            url=url,
+            call=call,
+            params={**query, "page": page},
+            headers={"Accept": "application/json"},
+            deadline=deadline,  # each page gets what the earlier ones left
+        )
+        raise_for_status(reply)
+        page_rows, pages = _page(parse_json(reply), context)
         if pages > MAX_PAGES:
             raise SourceError(ErrorKind.INVALID_DATA, f"the answer has {pages} pages, more than the {MAX_PAGES} we follow")
         rows.extend(page_rows)
