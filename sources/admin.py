@@ -1,25 +1,38 @@
 """Admin for sources and their links to value types.
 
 A source names the environment variables that hold its credentials; the admin shows each name
-and whether it is set, never a value.
+and whether it is set, never a value. It also shows each source's circuit breaker, and offers
+operators three actions on selected sources: reset the breaker, force it open for a while, and
+test the connection (one call, its outcome shown as a message). The first two go through
+sources.services, which records them in the history.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
+from sources.breaker import BreakerUnavailable, breaker_state
 from sources.models import Source, ValueTypeSource
-from values.admin import JSON_AS_TEXT, AuditedAdminMixin
+from sources.services import source_breaker_force_open, source_breaker_reset, source_test_connection
+from values.admin import ADMIN_CHANNEL, JSON_AS_TEXT, AuditedAdminMixin
+
+# How long "Force breaker open" keeps a source from being called: long enough to stop a storm
+# of failures while someone looks, short enough that a forgotten one heals by itself.
+FORCED_OPEN_DURATION = timedelta(minutes=15)
 
 
 @admin.register(Source)
 class SourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "kind", "is_enabled", "base_url", "credentials"]
+    list_display = ["name", "kind", "is_enabled", "base_url", "credentials", "breaker"]
     list_filter = ["kind", "is_enabled"]
     search_fields = ["name", "description", "base_url"]
-    readonly_fields = ["credential_status_list", "created_at", "updated_at"]
+    readonly_fields = ["credential_status_list", "breaker", "created_at", "updated_at"]
+    actions = ["reset_breaker", "force_breaker_open", "test_connection"]
     formfield_overrides = JSON_AS_TEXT
     fieldsets = [
         (None, {"fields": ["name", "kind", "description", "base_url", "is_enabled"]}),
@@ -30,7 +43,14 @@ class SourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ),
         (
             "Circuit breaker",
-            {"fields": ["breaker_failure_threshold", "breaker_recovery_timeout", "breaker_half_open_trials"]},
+            {
+                "fields": [
+                    "breaker",
+                    "breaker_failure_threshold",
+                    "breaker_recovery_timeout",
+                    "breaker_half_open_trials",
+                ]
+            },
         ),
         ("Request", {"fields": ["request_template", "field_mapping"]}),
         ("Bookkeeping", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
@@ -56,6 +76,50 @@ class SourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
                 ((name, "set" if is_set else "NOT SET") for name, is_set in sorted(status.items())),
             ),
         )
+
+    @admin.display(description="breaker")
+    def breaker(self, source: Source) -> str:
+        if source.pk is None:
+            return "-"
+        return breaker_state(source.name).summary()
+
+    @admin.action(description="Reset breaker", permissions=["change"])
+    def reset_breaker(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        self._change_breakers(request, queryset, source_breaker_reset, reason="Reset breaker (admin action)")
+
+    @admin.action(description="Force breaker open for 15 min", permissions=["change"])
+    def force_breaker_open(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        self._change_breakers(
+            request,
+            queryset,
+            source_breaker_force_open,
+            reason="Force breaker open for 15 min (admin action)",
+            duration=FORCED_OPEN_DURATION,
+        )
+
+    @admin.action(description="Test connection", permissions=["change"])
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        for source in queryset:
+            outcome = source_test_connection(source=source)
+            level = messages.SUCCESS if outcome.is_ok else messages.ERROR
+            self.message_user(request, f"{source.name}: {outcome}", level)
+
+    def _change_breakers(
+        self, request: HttpRequest, queryset: QuerySet[Source], service, *, reason: str, **options
+    ) -> None:
+        for source in queryset:
+            try:
+                state = service(
+                    source=source,
+                    actor=request.user.get_username(),
+                    channel=ADMIN_CHANNEL,
+                    reason=reason,
+                    **options,
+                )
+            except BreakerUnavailable as error:
+                self.message_user(request, f"{source.name}: {error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{source.name}: breaker {state.summary()}", messages.SUCCESS)
 
 
 @admin.register(ValueTypeSource)

@@ -4,7 +4,13 @@ It picks the adapter for the source's kind, refuses disabled sources, and retrie
 failures with exponential backoff (or the provider's `Retry-After`) while the call's
 `timeout_budget` lasts: at most `MAX_ATTEMPTS` tries, never a sleep past the budget. Every other
 kind of failure is raised at once. Each failure is logged at WARNING with the source's name,
-kind and the error's reason (which never carries a credential).
+kind and the error's reason (which never carries a credential); refusals by the breaker or the
+rate limit, which make no request, at INFO.
+
+Every attempt, retries included, first passes the source's circuit breaker (sources.breaker:
+BREAKER_OPEN if it refuses) and takes a token of its rate limit (sources.ratelimit: waiting for
+one within the budget, else RATE_LIMITED); neither refusal is retried. The attempt's outcome is
+then fed back to the breaker.
 
 Each thread keeps one `requests.Session`, so connections to a source are reused across calls.
 """
@@ -20,7 +26,9 @@ from dataclasses import replace
 import requests
 
 from sources.adapters import adapter_for
-from sources.adapters.base import ErrorKind, SourceCall, SourceError, SourceResult
+from sources.adapters.base import ErrorKind, SourceAdapter, SourceCall, SourceError, SourceResult
+from sources.breaker import breaker_allow, breaker_record
+from sources.ratelimit import rate_limit_acquire
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +45,9 @@ _thread_state = threading.local()
 def call_source(call: SourceCall) -> SourceResult:
     """Fetch `call` from its source, retrying transient failures within `call.timeout_budget`.
 
-    Raises SourceError: DISABLED for a switched-off source or an unknown kind, otherwise the
-    last attempt's classified error.
+    Raises SourceError: DISABLED for a switched-off source or an unknown kind; BREAKER_OPEN or
+    RATE_LIMITED when an attempt was refused before any request; otherwise the last attempt's
+    classified error.
     """
     source = call.source
     adapter_class = adapter_for(source.kind)
@@ -47,18 +56,12 @@ def call_source(call: SourceCall) -> SourceResult:
     if not source.is_enabled:
         raise _logged(call, SourceError(ErrorKind.DISABLED, f"source {source.name} is disabled"))
 
-    # The circuit breaker and the rate limit go here, before any attempt (built by another
-    # issue): an open breaker raises BREAKER_OPEN and a spent budget RATE_LIMITED, neither
-    # retried; each attempt's outcome below then feeds the breaker.
-
     adapter = adapter_class()
     deadline = time.monotonic() + call.timeout_budget
     backoff = FIRST_BACKOFF_SECONDS
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        remaining = deadline - time.monotonic()
         try:
-            # The adapter sees only what is left, so its timeouts shrink with each retry.
-            return adapter.fetch(replace(call, timeout_budget=remaining), _session())
+            return _attempt(adapter, call, deadline)
         except SourceError as error:
             _logged(call, error, attempt)
             if error.kind is not ErrorKind.RETRYABLE or attempt == MAX_ATTEMPTS:
@@ -69,6 +72,23 @@ def call_source(call: SourceCall) -> SourceResult:
             time.sleep(wait)
             backoff *= 2
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _attempt(adapter: SourceAdapter, call: SourceCall, deadline: float) -> SourceResult:
+    """One try, admitted by the breaker and the rate limit; its outcome goes to the breaker."""
+    permit = breaker_allow(call.source)
+    outcome: SourceResult | SourceError | None = None  # None: the try never finished
+    try:
+        # A token is worth waiting for only while an attempt could still follow it.
+        rate_limit_acquire(call.source, max_wait=deadline - time.monotonic() - MIN_ATTEMPT_SECONDS)
+        # The adapter sees only what is left, so its timeouts shrink with each retry.
+        outcome = adapter.fetch(replace(call, timeout_budget=deadline - time.monotonic()), _session())
+        return outcome
+    except SourceError as error:
+        outcome = error
+        raise
+    finally:
+        breaker_record(call.source, permit, outcome)
 
 
 def _session() -> requests.Session:
@@ -82,10 +102,13 @@ def _session() -> requests.Session:
 
 
 def _logged(call: SourceCall, error: SourceError, attempt: int | None = None) -> SourceError:
-    logger.warning(
-        "source %s (%s) failed%s: %s: %s",
+    is_refusal = error.kind in (ErrorKind.BREAKER_OPEN, ErrorKind.RATE_LIMITED)
+    logger.log(
+        logging.INFO if is_refusal else logging.WARNING,
+        "source %s (%s) %s%s: %s: %s",
         call.source.name,
         call.source.kind,
+        "refused" if is_refusal else "failed",
         f" on attempt {attempt}/{MAX_ATTEMPTS}" if attempt else "",
         error.kind.value,
         error.reason,
