@@ -8,6 +8,7 @@ differs from development by environment variables, not by code:
     DATABASE_URL          unset: an SQLite file under var/             (embedded default)
     REDIS_URL             unset: no Redis, in-process caching only     (embedded default)
     CELERY_BROKER_URL     unset: Redis if REDIS_URL is set, else a filesystem broker under var/
+    DYNCONFIG_VAR_DIR     where the embedded defaults keep their files (default: var/)
     SECRET_KEY            required in production
     ALLOWED_HOSTS         comma-separated; default 127.0.0.1,localhost outside production
     DEBUG                 default on in development only; production refuses to start with it on
@@ -22,11 +23,11 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 ENVIRONMENTS = ("development", "staging", "production", "test")
 
 env = environ.Env()
+VAR_DIR = Path(env.str("DYNCONFIG_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DYNCONFIG_ENV = env.str("DYNCONFIG_ENV", default="development")
 if DYNCONFIG_ENV not in ENVIRONMENTS:
@@ -123,9 +124,30 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = env.str(
-    "CELERY_BROKER_URL", default=REDIS_URL or f"filesystem://{VAR_DIR / 'broker'}"
-)
+# Celery (dynconfig_site/celery.py reads every CELERY_* setting here).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded default: a broker that needs no server, folders under var/.
+    BROKER_DIR = VAR_DIR / "broker"
+    (BROKER_DIR / "out").mkdir(parents=True, exist_ok=True)
+    (BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "out"),
+        "data_folder_out": str(BROKER_DIR / "out"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True  # tasks report through the database and logs, not results
+CELERY_TASK_SOFT_TIME_LIMIT = 60  # seconds: a refresh of one value type and its contexts
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the task for another (tasks are idempotent)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = "UTC"
+# How often beat runs the dispatcher that reads each value type's schedule from the database.
+DYNCONFIG_DISPATCH_INTERVAL = env.float("DYNCONFIG_DISPATCH_INTERVAL", default=10.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

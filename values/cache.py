@@ -49,6 +49,7 @@ class LocalCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, Answer]] = OrderedDict()
         self._lock = threading.Lock()
+        self.data_version = 0  # the registry's data version these entries were made under
 
     def get(self, key: str) -> Answer | None:
         with self._lock:
@@ -71,9 +72,11 @@ class LocalCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
-    def clear(self) -> None:
+    def clear(self, data_version: int | None = None) -> None:
         with self._lock:
             self._entries.clear()
+            if data_version is not None:
+                self.data_version = data_version
 
 
 class RedisCache:

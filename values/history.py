@@ -63,5 +63,13 @@ def bump_config_version() -> None:
         ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
 
 
-def config_version() -> int:
-    return ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+def bump_data_version() -> None:
+    """Tell every process that a refreshed value replaced what their L1 may hold."""
+    if not ConfigVersion.objects.filter(pk=1).update(data_version=F("data_version") + 1):
+        ConfigVersion.objects.get_or_create(pk=1, defaults={"data_version": 1})
+
+
+def config_versions() -> tuple[int, int]:
+    """(configuration version, data version), in one query."""
+    row = ConfigVersion.objects.filter(pk=1).values_list("version", "data_version").first()
+    return row or (0, 0)

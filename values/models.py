@@ -246,6 +246,8 @@ class ConfigVersion(models.Model):
     """
 
     version = models.BigIntegerField(default=0)
+    # Bumped when a background refresh changes a value: processes drop their L1 copies.
+    data_version = models.BigIntegerField(default=0)
 
     class Meta:
         verbose_name = "configuration version"

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -104,6 +104,7 @@ class ValueTypeConfig:
 class Snapshot:
     version: int | None  # None: built from code alone, the database never answered
     types: Mapping[str, ValueTypeConfig]  # by key and by alias
+    data_version: int = 0  # moves when a background refresh changed a value (L1 is dropped)
 
     def value_type(self, key: str) -> ValueTypeConfig | None:
         return self.types.get(key)
@@ -140,10 +141,10 @@ def builtin_snapshot() -> Snapshot:
 def load_snapshot() -> Snapshot:
     """Read the whole configuration from the database (raises DatabaseError if it cannot)."""
     from sources.models import ValueTypeSource
-    from values.history import config_version
+    from values.history import config_versions
     from values.models import Override, ValueType
 
-    version = config_version()  # read first: a change committed meanwhile reloads again later
+    version, data_version = config_versions()  # first: a change committed meanwhile reloads later
     now = timezone.now()
     is_simulated = _is_mock_mode()
     links_by_type: dict[int, list[LinkConfig]] = {}
@@ -211,7 +212,7 @@ def load_snapshot() -> Snapshot:
         )
         config = _with_fingerprint(config)
         types.update({name: config for name in (value_type.key, *value_type.aliases)})
-    return Snapshot(version=version, types=types)
+    return Snapshot(version=version, types=types, data_version=data_version)
 
 
 def _is_mock_mode() -> bool:
@@ -223,7 +224,7 @@ def _is_mock_mode() -> bool:
 
 
 def _with_fingerprint(config: ValueTypeConfig) -> ValueTypeConfig:
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
     shaping = asdict(replace(config, overrides=(), fingerprint=""))
     return replace(config, fingerprint=fingerprint(shaping))
@@ -251,8 +252,14 @@ class Registry:
                 return self._snapshot  # another thread just checked
             self._checked_at = time.monotonic()
             try:
-                if force or self._snapshot is None or self._current_version() != self._snapshot.version:
+                if force or self._snapshot is None:
                     self._snapshot = load_snapshot()
+                else:
+                    version, data_version = self._current_versions()
+                    if version != self._snapshot.version:
+                        self._snapshot = load_snapshot()
+                    elif data_version != self._snapshot.data_version:
+                        self._snapshot = replace(self._snapshot, data_version=data_version)
             except DatabaseError as error:
                 # Reads must keep answering with what this process knows.
                 logger.warning("configuration not reloaded, database unavailable: %s", error)
@@ -261,10 +268,10 @@ class Registry:
             return self._snapshot
 
     @staticmethod
-    def _current_version() -> int:
-        from values.history import config_version
+    def _current_versions() -> tuple[int, int]:
+        from values.history import config_versions
 
-        return config_version()
+        return config_versions()
 
 
 registry = Registry()

@@ -54,7 +54,10 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     the type does not accept; for everything else (sources, Redis or the database down,
     garbage upstream) it answers, and the provenance says how.
     """
-    value_type = registry.snapshot().value_type(key)
+    snapshot = registry.snapshot()
+    if snapshot.data_version != l1.data_version:
+        l1.clear(snapshot.data_version)  # a background refresh replaced values somewhere
+    value_type = snapshot.value_type(key)
     if value_type is None:
         raise UnknownValueType(f"unknown value type {key!r}")
     context, context_key, key_in_cache = _read_keys(value_type, context)

@@ -805,3 +805,18 @@ def test_get_value__alias__answers_as_canonical_key(budget_server):
     assert by_key.provenance.tier == "l1"  # one cache entry for both names
     assert by_key.value == by_alias.value
     assert math.isclose(by_alias.value["micro_threshold"], 0.6 * 600 + 0.4 * 800)
+
+
+def test_get_value__data_version_bumped_elsewhere__l1_copy_dropped_within_the_poll_interval(budget_server):
+    from values.history import bump_data_version
+
+    first = get_value("budget_thresholds", US)
+    assert get_value("budget_thresholds", US).provenance.tier == "l1"
+
+    # What a background refresh in another process does after storing a new value in L3/L2.
+    bump_data_version()
+    time.sleep(CHECK_INTERVAL + 0.2)
+
+    again = get_value("budget_thresholds", US)
+    assert again.provenance.tier == "l2"  # L1 was dropped; the shared tiers answer
+    assert again.value == first.value

@@ -1,0 +1,39 @@
+"""The Celery app: `celery -A dynconfig_site worker` and `celery -A dynconfig_site beat`.
+
+Beat runs one task, the dispatcher, every DYNCONFIG_DISPATCH_INTERVAL seconds; it reads each
+value type's `update_frequency` from the database and queues the refreshes that are due (see
+values.tasks). Settings come from Django's (CELERY_*), JSON only.
+"""
+
+import os
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dynconfig_site.settings")
+
+app = Celery("dynconfig")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def schedule_dispatcher(sender, **kwargs):
+    from django.conf import settings
+
+    sender.add_periodic_task(
+        settings.DYNCONFIG_DISPATCH_INTERVAL, sender.signature("values.tasks.dispatch_refreshes"), name="dispatch refreshes"
+    )
+
+
+@worker_process_init.connect
+def fresh_connections_after_fork(**kwargs):
+    # A forked worker must not share its parent's database or Redis sockets.
+    from django.db import connections
+    from django_redis import get_redis_connection
+
+    connections.close_all()
+    try:
+        get_redis_connection("default").connection_pool.reset()
+    except NotImplementedError:
+        pass  # no Redis cache configured (embedded default)
