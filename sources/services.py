@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sources.adapters.base import SourceCall, SourceError
+from sources.adapters.base import SourceError
 from sources.breaker import BreakerState, breaker_force_open, breaker_reset, breaker_state
 from sources.calls import call_source
 from sources.models import Source
@@ -73,6 +73,7 @@ class ConnectionTest:
 def source_test_connection(*, source: Source) -> ConnectionTest:
     """Call the source once, through `call_source` (breaker and rate limit included), for its
     first linked value type with an empty context, as the engine has it configured now."""
+    from values.fetching import source_call
     from values.registry import load_snapshot
 
     link = source.value_type_links.select_related("value_type").first()
@@ -80,16 +81,7 @@ def source_test_connection(*, source: Source) -> ConnectionTest:
         return ConnectionTest(None, False, reason=f"{source.name} feeds no value type: nothing to ask it")
     value_type = load_snapshot().value_type(link.value_type.key)
     [configured] = [each for each in value_type.links if each.source.name == source.name]
-    call = SourceCall(
-        source=configured.source,
-        value_type=value_type.key,
-        context={},
-        params=configured.params,
-        field_mapping=configured.field_mapping,
-        channels=configured.channels,
-        timeout_budget=CONNECTION_TEST_BUDGET,
-        reference=value_type.fallback,
-    )
+    call = source_call(value_type, {}, configured, value_type.fallback, CONNECTION_TEST_BUDGET)
     try:
         result = call_source(call)
     except SourceError as error:

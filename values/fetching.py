@@ -55,7 +55,7 @@ def fetch_tier(
         return TierOutcome(None, (), ("no sources cover this context",), None)
     deadline = time.monotonic() + budget
     futures = {
-        _executor.submit(call_source, _call(value_type, context, link, reference, budget)): link
+        _executor.submit(call_source, source_call(value_type, context, link, reference, budget)): link
         for link in links
     }
     done, _ = wait(futures, timeout=budget)
@@ -107,9 +107,10 @@ def fetch_tier(
     return TierOutcome(blended, used, tuple(errors), min(ttls) if ttls else None)
 
 
-def _call(
+def source_call(
     value_type: ValueTypeConfig, context: Mapping[str, Any], link: LinkConfig, reference: Any, budget: float
 ) -> SourceCall:
+    """The request to one linked source, as the engine makes it."""
     return SourceCall(
         source=link.source,
         value_type=value_type.key,
