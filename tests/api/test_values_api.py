@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 
 from tests.api.conftest import BUDGET_SOURCES
-from tests.values.conftest import BUDGET, reload_engine
+from tests.values.conftest import BUDGET, reload_engine, serve_sources
 from values.models import ValueType
 from values.services import override_create
 
@@ -358,3 +358,26 @@ def test_unknown_url_under_api_with_debug_on_answers_404_json(engine, api_client
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_value_read_with_a_source_echoing_its_planted_credential__secret_in_no_response(
+    engine, local_server, api_client, monkeypatch
+):
+    secret = "planted-api-secret-5c1e"
+    monkeypatch.setenv("MARKET_RESEARCH_API_KEY", secret)
+    monkeypatch.setenv("INDUSTRY_BENCHMARKS_API_KEY", secret)
+    # Both sources refuse, echoing every header they got (the Bearer secret included).
+    local_server.serve_all(lambda request: (401, {"Content-Type": "application/json"}, {"echo": request.headers}))
+    serve_sources(local_server, *BUDGET_SOURCES)
+
+    responses = [
+        api_client.get(BUDGET_URL, {"region": "us", "industry": "retail"}),
+        api_client.get(VALUE_TYPES_URL),
+        api_client.get("/api/v1/values/budget_thresholds/", {"colour": secret}),
+    ]
+
+    assert local_server.calls() >= 2  # the sources were really asked
+    assert responses[0].json()["provenance"]["tier"] == "fallback"
+    for response in responses:
+        assert secret not in response.content.decode()
