@@ -288,9 +288,14 @@ def _seed_keywords(call: SourceCall, settings: Mapping[str, Any]) -> list[str]:
     keywords = settings.get("keywords")
     if keywords is None:
         industry = str(call.context.get("industry") or "").lower()
-        if not industry:
-            raise SourceError(ErrorKind.TERMINAL, "no industry in the context and no keywords in the link's params")
-        return SEED_KEYWORDS.get(industry, [industry.replace("_", " ")])
+        if industry:
+            return SEED_KEYWORDS.get(industry, [industry.replace("_", " ")])
+        # A context without an industry asks about the market as a whole, if configured to.
+        keywords = settings.get("default_keywords")
+        if keywords is None:
+            raise SourceError(
+                ErrorKind.TERMINAL, "no industry in the context, no keywords in the link's params, no default_keywords"
+            )
     if isinstance(keywords, str):
         keywords = keywords.split(",")
     if not isinstance(keywords, (list, tuple)) or not all(isinstance(keyword, str) for keyword in keywords):

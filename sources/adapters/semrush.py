@@ -172,7 +172,11 @@ def _seed_phrase(call: SourceCall) -> str:
     if isinstance(industry, str) and industry.strip():
         industry = industry.strip().lower()
         return INDUSTRY_PHRASES.get(industry, industry.replace("_", " "))
-    raise SourceError(ErrorKind.TERMINAL, "no seed phrase: the context has no industry and the link no phrase")
+    # A context without an industry asks about the market as a whole, if configured to.
+    default = {**call.source.request_template, **call.params}.get("default_phrase")
+    if isinstance(default, str) and default.strip():
+        return default.strip()
+    raise SourceError(ErrorKind.TERMINAL, "no seed phrase: the context has no industry, the link no phrase, no default_phrase")
 
 
 def _database(call: SourceCall) -> str:

@@ -304,6 +304,25 @@ def test_fetch__industry_not_in_the_table__its_name_is_the_seed(local_server):
     assert bodies(local_server, IDEAS_PATH)[0]["keywordSeed"] == {"keywords": ["pet care"]}
 
 
+def test_fetch__no_industry_with_default_keywords__seeds_with_the_defaults(local_server):
+    serve(local_server)
+
+    call_source(make_call(local_server, context={"region": "us"}, template={"default_keywords": ["digital marketing"]}))
+
+    assert bodies(local_server, IDEAS_PATH)[0]["keywordSeed"] == {"keywords": ["digital marketing"]}
+
+
+def test_fetch__no_industry_and_no_default_keywords__terminal_without_a_request(local_server):
+    serve(local_server)
+
+    with pytest.raises(SourceError) as caught:
+        call_source(make_call(local_server, context={"region": "us"}))
+
+    assert caught.value.kind is ErrorKind.TERMINAL
+    assert "default_keywords" in caught.value.reason
+    assert local_server.calls() == 0
+
+
 def test_fetch__gaql_request__search_campaigns_query_without_page_size(local_server):
     serve(local_server)
 

@@ -164,6 +164,16 @@ def test_call__industry__seed_phrase_from_table_else_industry_name(local_server,
     assert sent_query(local_server)["phrase"] == phrase
 
 
+def test_call__no_industry_with_default_phrase__asks_the_default(local_server):
+    serve_simulator(local_server, "semrush")
+
+    call_source(
+        make_call(local_server, context={"region": "us"}, request_template={"database": "us", "default_phrase": "digital marketing"})
+    )
+
+    assert sent_query(local_server)["phrase"] == "digital marketing"
+
+
 def test_call__no_industry_and_no_phrase__terminal_without_request(local_server):
     error = fail(make_call(local_server, context={"region": "us"}))
 
