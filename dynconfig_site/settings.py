@@ -131,17 +131,19 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR = VAR_DIR / "broker"
     (BROKER_DIR / "out").mkdir(parents=True, exist_ok=True)
     (BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
+    (BROKER_DIR / "control").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "out"),
         "data_folder_out": str(BROKER_DIR / "out"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),  # else Kombu writes ./control in the cwd
         "store_processed": False,
     }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True  # tasks report through the database and logs, not results
-CELERY_TASK_SOFT_TIME_LIMIT = 60  # seconds: a refresh of one value type and its contexts
+CELERY_TASK_SOFT_TIME_LIMIT = 60  # seconds: one context's refresh (sources have 3 s; margin for retries)
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the task for another (tasks are idempotent)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

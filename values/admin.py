@@ -27,7 +27,7 @@ from django_jsonform.widgets import JSONFormWidget
 from config.durations import format_duration
 from sources.models import Source, ValueTypeSource
 from values.history import UNTRACKED_FIELDS, audit_record, snapshot
-from values.models import AuditEntry, Override, ResolvedValue, ValueType
+from values.models import AuditEntry, ContextReads, Override, RefreshSchedule, ResolvedValue, ValueType
 
 ADMIN_CHANNEL = "admin"
 REASON_FIELD = "change_reason"
@@ -317,8 +317,21 @@ class OverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Records the system writes (caches, history, refresh state): shown, never edited here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+
 @admin.register(ResolvedValue)
-class ResolvedValueAdmin(admin.ModelAdmin):
+class ResolvedValueAdmin(ViewOnlyAdmin):
     """The database cache tier, for looking only: it is written by resolution, not by hand."""
 
     list_display = ["value_type", "context_key", "fetched_at", "expires_at"]
@@ -330,15 +343,6 @@ class ResolvedValueAdmin(admin.ModelAdmin):
         "fingerprint", "fetched_at", "expires_at",
     ]  # fmt: skip
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ResolvedValue | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ResolvedValue | None = None) -> bool:
-        return False
 
     @admin.display(description="context")
     def context_pretty(self, resolved: ResolvedValue) -> str:
@@ -354,7 +358,7 @@ class ResolvedValueAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ViewOnlyAdmin):
     """The history: for reading only, by everyone who may see it; nobody adds, edits or deletes."""
 
     list_display = ["created_at", "actor", "channel", "action", "object_type", "object_repr"]
@@ -366,15 +370,6 @@ class AuditEntryAdmin(admin.ModelAdmin):
         "reason", "changed_fields", "before_pretty", "after_pretty",
     ]  # fmt: skip
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
-        return False
 
     @admin.display(description="changed fields")
     def changed_fields(self, entry: AuditEntry) -> str:
@@ -412,3 +407,29 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
 def _json_or_dash(values: dict[str, Any], name: str) -> str:
     return json.dumps(values[name], indent=2, ensure_ascii=False, sort_keys=True) if name in values else "-"
+
+
+@admin.register(ContextReads)
+class ContextReadsAdmin(ViewOnlyAdmin):
+    """Which contexts consumers read most, and how their background refreshes go."""
+
+    list_display = ["value_type", "context_key", "reads", "last_read_at", "last_refreshed_at", "failures", "next_refresh_at"]
+    list_filter = ["value_type"]
+    search_fields = ["value_type__key", "context_key", "last_error"]
+    list_select_related = ["value_type"]
+    ordering = ["-reads"]
+    fields = [
+        "value_type", "context_key", "context", "reads", "last_read_at", "last_refreshed_at",
+        "failures", "last_error", "next_refresh_at", "queued_until",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+
+@admin.register(RefreshSchedule)
+class RefreshScheduleAdmin(ViewOnlyAdmin):
+    """When each value type's refresh round last ran (its cadence is the type's update frequency)."""
+
+    list_display = ["value_type", "last_dispatched_at", "last_refreshed_at"]
+    list_select_related = ["value_type"]
+    fields = ["value_type", "last_dispatched_at", "last_refreshed_at"]
+    readonly_fields = fields

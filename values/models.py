@@ -251,3 +251,51 @@ class ConfigVersion(models.Model):
 
     class Meta:
         verbose_name = "configuration version"
+
+
+class RefreshSchedule(models.Model):
+    """When the dispatcher last queued a round of a value type's refreshes (values.refresh).
+
+    Only the time is stored, never the next one: at every tick the dispatcher adds the type's
+    *current* update_frequency to it, so an operator's change applies at the next tick.
+    """
+
+    value_type = models.OneToOneField(ValueType, on_delete=models.CASCADE, related_name="refresh_schedule")
+    last_dispatched_at = models.DateTimeField(null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last refresh of any of its contexts that brought a value."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.value_type_id and self.value_type.key} refresh schedule"
+
+
+class ContextReads(models.Model):
+    """How often consumers read a value type in one context, and the state of its refreshes.
+
+    Reads are counted in memory and added here by values.popularity; the refresh fields are
+    written by values.refresh: `next_refresh_at` is the end of a backoff after failures,
+    `queued_until` the lease of a refresh queued and not yet run.
+    """
+
+    value_type = models.ForeignKey(ValueType, on_delete=models.CASCADE, related_name="context_reads")
+    context_key = models.CharField(max_length=500, blank=True, help_text="Canonical form of the context.")
+    context = models.JSONField(default=dict, blank=True)
+    reads = models.BigIntegerField(default=0)
+    last_read_at = models.DateTimeField(null=True, blank=True)
+    next_refresh_at = models.DateTimeField(null=True, blank=True, help_text="Not refreshed before (backoff).")
+    queued_until = models.DateTimeField(null=True, blank=True, help_text="A refresh is queued until then.")
+    failures = models.PositiveIntegerField(default=0, help_text="Refreshes failed in a row.")
+    last_error = models.TextField(blank=True)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["value_type", "context_key"], name="unique_context_reads")
+        ]
+        indexes = [models.Index(fields=["value_type", "-reads"], name="context_reads_popularity")]
+        ordering = ["value_type__key", "-reads"]
+        verbose_name_plural = "context reads"
+
+    def __str__(self) -> str:
+        return f"{self.value_type_id and self.value_type.key} [{self.context_key}]"

@@ -18,12 +18,14 @@ for the leader's answer. Operators' changes reach every process within a second 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 
+from values import popularity
 from values.answers import SOURCE_TIERS, Answer, Provenance
 from values.cache import WAIT_POLL_INTERVAL, cache_key, flights, l1, l2, l3_get, l3_set, seconds_until
 from values.context import canonical_context
@@ -61,6 +63,7 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     if value_type is None:
         raise UnknownValueType(f"unknown value type {key!r}")
     context, context_key, key_in_cache = _read_keys(value_type, context)
+    popularity.record(value_type.key, context_key, context, is_consumer_read=use_cache)
 
     if value_type.overrides:
         override = pick_override(value_type.overrides, context, timezone.now())
@@ -88,7 +91,7 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
         if answer is not None:
             return answer
     try:
-        return _resolve_cold(value_type, context, key_in_cache, context_key, last_good, now, use_cache)
+        return _resolve_cold(value_type, context, key_in_cache, context_key, fresh, last_good, now, use_cache)
     finally:
         if is_leader:
             flights.land(key_in_cache)
@@ -133,17 +136,21 @@ def _resolve_cold(
     context: dict,
     key_in_cache: str,
     context_key: str,
+    fresh: Answer | None,
     last_good: Answer | None,
     now: datetime,
     use_cache: bool,
 ) -> Answer:
-    """Steps 5 to 7, with at most one fetch of this key at a time across processes."""
+    """Steps 5 to 7, with at most one fetch of this key at a time across processes.
+
+    `fresh` is L3's still-fresh answer, given only when the caches were skipped (a refresh):
+    if the sources fail, it is kept, not served as stale."""
     token = l2.acquire(key_in_cache, WAIT_FOR_LEADER_SECONDS)
     if token is None:
         answer = _wait_for_leader(key_in_cache)
         if answer is not None:
             return answer
-        return _fall_back(value_type, context, key_in_cache, last_good, now, ("another process is fetching",))
+        return _fall_back(value_type, context, key_in_cache, fresh, last_good, now, ("another process is fetching",))
     try:
         # A leader may have stored the answer between our cache misses and taking the lock.
         answer = (l1.get(key_in_cache) or _from_l2(key_in_cache, now)) if use_cache else None
@@ -154,7 +161,7 @@ def _resolve_cold(
             _store(key_in_cache, answer, seconds_until(answer.provenance.expires_at, now))
             l3_set(value_type, context_key, answer)
             return answer
-        return _fall_back(value_type, context, key_in_cache, last_good, now, errors)
+        return _fall_back(value_type, context, key_in_cache, fresh, last_good, now, errors)
     finally:
         l2.release(key_in_cache, token)
 
@@ -192,11 +199,19 @@ def _fall_back(
     value_type: ValueTypeConfig,
     context: dict,
     key_in_cache: str,
+    fresh: Answer | None,
     last_good: Answer | None,
     now: datetime,
     errors: tuple[str, ...],
 ) -> Answer:
-    """Steps 6 and 7: the last known good value while it is not too old, else the fallback."""
+    """Steps 6 and 7: the last known good value while it is not too old, else the fallback.
+
+    A value that is still fresh in L3 (a refresh skipped the caches, and the sources failed)
+    stays what it is, with the failure noted: it is not stale yet."""
+    if fresh is not None:
+        answer = replace(fresh, provenance=replace(fresh.provenance, errors=errors))
+        _store(key_in_cache, answer, seconds_until(answer.provenance.expires_at, now))
+        return answer
     brief = min(value_type.ttl, FALLBACK_TTL)
     if (
         last_good is not None

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sources.models import Source, ValueTypeSource
-from values.models import AuditEntry, Override, ResolvedValue, ValueType
+from values.models import AuditEntry, ContextReads, Override, RefreshSchedule, ResolvedValue, ValueType
 
 pytestmark = pytest.mark.django_db
 
@@ -146,19 +146,31 @@ def resolved_value(synced):
 
 # --- pages render --------------------------------------------------------------------------
 
-ALL_MODELS = [ValueType, Override, ResolvedValue, AuditEntry, Source, ValueTypeSource]
+# Every model of ours the admin shows: a model registered later is covered without a change here.
+ALL_MODELS = sorted(
+    (model for model in admin.site._registry if model._meta.app_label in ("values", "sources")),
+    key=lambda model: model.__name__,
+)
 ADDABLE_MODELS = [ValueType, Override, Source, ValueTypeSource]
 
 
+@pytest.fixture
+def refresh_records(synced):
+    """One row of each refresh record, written as the refresh machinery would."""
+    value_type = ValueType.objects.get(key="budget_thresholds")
+    RefreshSchedule.objects.create(value_type=value_type, last_dispatched_at=timezone.now())
+    ContextReads.objects.create(value_type=value_type, context_key="region=us", context={"region": "us"}, reads=3)
+
+
 @pytest.mark.parametrize("model", ALL_MODELS, ids=lambda model: model.__name__)
-def test_changelist__synced_database__renders(admin_client, synced, override, resolved_value, model):
+def test_changelist__synced_database__renders(admin_client, synced, override, resolved_value, refresh_records, model):
     response = admin_client.get(admin_url(model, "changelist"))
 
     assert response.status_code == 200
 
 
 @pytest.mark.parametrize("model", ALL_MODELS, ids=lambda model: model.__name__)
-def test_change_form__existing_object__renders(admin_client, synced, override, resolved_value, model):
+def test_change_form__existing_object__renders(admin_client, synced, override, resolved_value, refresh_records, model):
     obj = model.objects.order_by("pk").first()
 
     response = admin_client.get(admin_url(model, "change", obj.pk))
@@ -198,7 +210,7 @@ SHOWN_DIFFERENTLY = {
 
 
 @pytest.mark.parametrize("model", ALL_MODELS, ids=lambda model: model.__name__)
-def test_change_form__every_model_field__shown(admin_client, synced, override, resolved_value, model):
+def test_change_form__every_model_field__shown(admin_client, synced, override, resolved_value, refresh_records, model):
     # A field added to a model must not silently go missing from an admin with listed fields.
     obj = model.objects.order_by("pk").first()
     model_admin = admin.site._registry[model]

@@ -540,20 +540,28 @@ def test_get_value__multiplier_above_bound__refused_other_source_served(multipli
     assert any(ECONOMIC in error and "5.0 is above the maximum 3.0" in error for error in answer.provenance.errors)
 
 
-def test_get_value__numbers_20x_last_good__refused_serves_stale(budget_server):
+def test_get_value__numbers_20x_last_good__refused_and_the_good_value_kept(budget_server):
     good = get_value("budget_thresholds", US)
     budget_server.route("GET", MARKET_PATH, json=market_answer(scaled(BUDGET, 20)))
     budget_server.route("GET", BENCHMARKS_PATH, json=benchmarks_answer(scaled(OTHER_BUDGET, 20)))
 
-    answer = get_value("budget_thresholds", US, use_cache=False)
+    # A refresh (caches skipped) while the good value is still fresh: it stays as it was.
+    kept = get_value("budget_thresholds", US, use_cache=False)
 
-    assert answer.provenance.tier == "stale"
-    assert answer.provenance.stale is True
-    assert answer.value == good.value
-    assert "above the maximum ratio 10.0" in " | ".join(answer.provenance.errors)
+    assert (kept.provenance.tier, kept.provenance.origin, kept.provenance.stale) == ("l3", "primary", False)
+    assert kept.value == good.value
+    assert "above the maximum ratio 10.0" in " | ".join(kept.provenance.errors)
     row = ResolvedValue.objects.get(value_type__key="budget_thresholds")
     assert row.value == good.value
     assert budget_server.calls() == 4
+
+    # Once it has expired, the same refusal serves it as stale.
+    expire_resolved_values(timedelta(minutes=1))
+    answer = get_value("budget_thresholds", US, use_cache=False)
+
+    assert (answer.provenance.tier, answer.provenance.stale) == ("stale", True)
+    assert answer.value == good.value
+    assert ResolvedValue.objects.get(value_type__key="budget_thresholds").value == good.value
 
 
 # 6. Stale and fallback ------------------------------------------------------------------------
