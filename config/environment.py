@@ -19,7 +19,7 @@ from functools import lru_cache
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -286,7 +286,6 @@ class Environment:
     source_groups: dict[str, dict[str, str]]
     sources: dict[str, SourceSpec]
     value_types: dict[str, ValueTypeSpec]
-    raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
 @lru_cache(maxsize=1)
@@ -360,7 +359,6 @@ class _Builder:
             source_groups=groups,
             sources=sources,
             value_types=value_types,
-            raw=self.data,
         )
 
     def _check_shape(self) -> None:
