@@ -6,7 +6,14 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.servers import LocalServer
-from tests.values.conftest import BUDGET, engine, local_server, serve_sources  # noqa: F401
+from tests.values.conftest import (  # noqa: F401
+    BUDGET,
+    benchmarks_answer,
+    engine,
+    local_server,
+    market_answer,
+    serve_sources,
+)
 
 BUDGET_SOURCES = ("market_research_api", "industry_benchmarks_api")
 CHANNEL_SOURCES = ("google_ads_api", "facebook_marketing_api", "email_intelligence_api")
@@ -14,30 +21,8 @@ CHANNEL_SOURCES = ("google_ads_api", "facebook_marketing_api", "email_intelligen
 
 def route_budget(server: LocalServer, budget: dict = BUDGET) -> None:
     """Both budget_thresholds sources answer `budget`, each in its own wire format."""
-    server.route(
-        "GET",
-        "/v1/budget-benchmarks",
-        json={
-            "micro_business_spending_median": budget["micro_threshold"],
-            "small_business_spending_median": budget["small_threshold"],
-            "medium_business_spending_median": budget["medium_threshold"],
-            "large_business_spending_median": budget["large_threshold"],
-            "enterprise_spending_median": budget["enterprise_threshold"],
-        },
-    )
-    server.route(
-        "GET",
-        "/benchmarks/budget-tiers",
-        json={
-            "tiers": {
-                "micro": budget["micro_threshold"],
-                "small": budget["small_threshold"],
-                "medium": budget["medium_threshold"],
-                "large": budget["large_threshold"],
-                "enterprise": budget["enterprise_threshold"],
-            }
-        },
-    )
+    server.route("GET", "/v1/budget-benchmarks", json=market_answer(budget))
+    server.route("GET", "/benchmarks/budget-tiers", json=benchmarks_answer(budget))
 
 
 @pytest.fixture

@@ -7,7 +7,15 @@ import pytest
 
 from sources.models import Source
 from tests.servers import LocalServer
-from tests.values.conftest import BUDGET, engine, local_server, serve_sources  # noqa: F401
+from tests.values.conftest import (  # noqa: F401
+    BUDGET,
+    benchmarks_answer,
+    engine,
+    local_server,
+    market_answer,
+    scaled,
+    serve_sources,
+)
 from values import popularity
 
 MARKET = "market_research_api"  # budget_thresholds, primary, weight 0.6
@@ -17,7 +25,6 @@ BENCHMARKS_PATH = "/benchmarks/budget-tiers"
 ECONOMIC_PATH = "/v2/industry-multipliers"  # industry_multipliers, weight 0.7
 COMPETITIVE_PATH = "/multipliers"  # industry_multipliers, weight 0.3
 
-SIZES = ("micro", "small", "medium", "large", "enterprise")
 MULTIPLIERS = {
     "technology": 1.25,
     "healthcare": 1.05,
@@ -28,22 +35,7 @@ MULTIPLIERS = {
 }
 
 
-def market_answer(budget: dict) -> dict:
-    return {
-        "micro_business_spending_median": budget["micro_threshold"],
-        "small_business_spending_median": budget["small_threshold"],
-        "medium_business_spending_median": budget["medium_threshold"],
-        "large_business_spending_median": budget["large_threshold"],
-        "enterprise_spending_median": budget["enterprise_threshold"],
-    }
 
-
-def benchmarks_answer(budget: dict) -> dict:
-    return {"tiers": {size: budget[f"{size}_threshold"] for size in SIZES}}
-
-
-def scaled(budget: dict, factor: float) -> dict:
-    return {name: number * factor for name, number in budget.items()}
 
 
 def serve_budget(server: LocalServer, budget: dict = BUDGET) -> None:

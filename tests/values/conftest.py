@@ -50,3 +50,34 @@ def serve_sources(server: LocalServer, *names: str) -> None:
     """Point the named sources at `server` (the routes are the test's to set)."""
     Source.objects.filter(name__in=names).update(base_url=server.url)
     reload_engine()
+
+
+# The budget and multiplier sources' wire formats (config/environments/base.yaml: paths, mappings).
+
+SIZES = ("micro", "small", "medium", "large", "enterprise")
+
+
+def market_answer(budget: dict) -> dict:
+    return {
+        "micro_business_spending_median": budget["micro_threshold"],
+        "small_business_spending_median": budget["small_threshold"],
+        "medium_business_spending_median": budget["medium_threshold"],
+        "large_business_spending_median": budget["large_threshold"],
+        "enterprise_spending_median": budget["enterprise_threshold"],
+    }
+
+
+def benchmarks_answer(budget: dict) -> dict:
+    return {"tiers": {size: budget[f"{size}_threshold"] for size in SIZES}}
+
+
+def economic_answer(multipliers: dict) -> dict:
+    return {f"{industry}_performance_multiplier": value for industry, value in multipliers.items()}
+
+
+def competitive_answer(multipliers: dict) -> dict:
+    return {"industries": dict(multipliers)}
+
+
+def scaled(budget: dict, factor: float) -> dict:
+    return {name: number * factor for name, number in budget.items()}

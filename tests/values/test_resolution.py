@@ -26,7 +26,16 @@ from django_redis import get_redis_connection
 
 from sources.models import Source, ValueTypeSource
 from tests.servers import LocalServer, RecordedRequest
-from tests.values.conftest import BUDGET, reload_engine, serve_sources
+from tests.values.conftest import (
+    BUDGET,
+    benchmarks_answer,
+    competitive_answer,
+    economic_answer,
+    market_answer,
+    reload_engine,
+    scaled,
+    serve_sources,
+)
 from values import get_value
 from values.answers import Answer
 from values.cache import L2_RETRY_AFTER, cache_key, l1, l2
@@ -45,7 +54,6 @@ COMPETITIVE = "competitive_analysis_api"  # industry_multipliers, weight 0.3
 ECONOMIC_PATH = "/v2/industry-multipliers"
 COMPETITIVE_PATH = "/multipliers"
 
-SIZES = ("micro", "small", "medium", "large", "enterprise")
 # What industry_benchmarks_api answers, beside BUDGET from market_research_api.
 OTHER_BUDGET = {
     "micro_threshold": 800,
@@ -77,30 +85,9 @@ JSON = {"Content-Type": "application/json"}
 # The sources' wire formats (config/environments/base.yaml: request paths and mappings) -------
 
 
-def market_answer(budget: dict) -> dict:
-    return {
-        "micro_business_spending_median": budget["micro_threshold"],
-        "small_business_spending_median": budget["small_threshold"],
-        "medium_business_spending_median": budget["medium_threshold"],
-        "large_business_spending_median": budget["large_threshold"],
-        "enterprise_spending_median": budget["enterprise_threshold"],
-    }
 
 
-def benchmarks_answer(budget: dict) -> dict:
-    return {"tiers": {size: budget[f"{size}_threshold"] for size in SIZES}}
 
-
-def economic_answer(multipliers: dict) -> dict:
-    return {f"{industry}_performance_multiplier": value for industry, value in multipliers.items()}
-
-
-def competitive_answer(multipliers: dict) -> dict:
-    return {"industries": dict(multipliers)}
-
-
-def scaled(budget: dict, factor: float) -> dict:
-    return {name: number * factor for name, number in budget.items()}
 
 
 def blended(weighted: list[tuple[float, dict]]) -> dict:
