@@ -12,14 +12,15 @@ Precedence, first match wins:
 Consistency: a fetched value is written to L3, L2 and L1; a stale or fallback answer only to
 L2 and L1, briefly, so that recovery shows soon. Concurrent cold reads of one key fetch once
 (one leader per process, one per key across processes through a Redis lock); the others wait
-for the leader's answer. Operators' changes reach every process within a second (registry).
+for the leader's answer. Operators' changes reach every process within a second (registry),
+and so does a background refresh that changed a value (each process drops its L1 copies).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,8 +39,6 @@ FALLBACK_TTL = timedelta(minutes=5)
 FETCH_BUDGET_SECONDS = 3.0
 # How long a reader waits for another process's fetch of the same key.
 WAIT_FOR_LEADER_SECONDS = FETCH_BUDGET_SECONDS + 0.5
-
-
 # How many distinct (type, raw context) pairs `_read_keys` remembers.
 READ_KEYS_MEMO_SIZE = 10_000
 _read_keys_memo: dict[tuple, tuple[dict, str, str]] = {}
