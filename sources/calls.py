@@ -82,7 +82,10 @@ def _attempt(adapter: SourceAdapter, call: SourceCall, deadline: float) -> Sourc
         # A token is worth waiting for only while an attempt could still follow it.
         rate_limit_acquire(call.source, max_wait=deadline - time.monotonic() - MIN_ATTEMPT_SECONDS)
         # The adapter sees only what is left, so its timeouts shrink with each retry.
-        outcome = adapter.fetch(replace(call, timeout_budget=deadline - time.monotonic()), _session())
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget")
+        outcome = adapter.fetch(replace(call, timeout_budget=remaining), _session())
         return outcome
     except SourceError as error:
         outcome = error

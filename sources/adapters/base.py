@@ -102,6 +102,15 @@ class SourceResult:
     ttl: timedelta | None = None  # the source's own freshness, if it says; else the type's
 
 
+def require_channel(call: SourceCall, channel: str, provider: str) -> None:
+    """TERMINAL unless the call may ask for `channel`, the one this provider measures.
+
+    The same link would ask again and again: a configuration mistake, not bad data.
+    """
+    if call.channels and channel not in call.channels:
+        raise SourceError(ErrorKind.TERMINAL, f"{provider} measures only {channel}, not {', '.join(call.channels)}")
+
+
 def complete_from_reference(measured: Mapping[str, Any], reference: Any) -> tuple[dict[str, Any], float]:
     """(`measured` deep-merged over `reference`, share of the numbers that were measured).
 

@@ -61,6 +61,7 @@ from sources.adapters.base import (
     SourceError,
     SourceResult,
     complete_from_reference,
+    require_channel,
 )
 from sources.adapters.http import (
     MAX_RESPONSE_BYTES,
@@ -133,12 +134,7 @@ class FacebookMarketingAdapter(SourceAdapter):
     kind = "facebook_marketing"
 
     def fetch(self, call: SourceCall, session: requests.Session) -> SourceResult:
-        if call.timeout_budget <= 0:
-            raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget")
-        if call.channels and CHANNEL not in call.channels:
-            raise SourceError(
-                ErrorKind.TERMINAL, f"Insights measures only {CHANNEL}, not {', '.join(call.channels)}"
-            )
+        require_channel(call, CHANNEL, "Insights")
         settings = _settings(call)
         credentials = call.source.credentials()  # DISABLED if a variable is unset
         for role in ("access_token", "ad_account_id"):

@@ -84,6 +84,7 @@ from sources.adapters.base import (
     SourceError,
     SourceResult,
     complete_from_reference,
+    require_channel,
 )
 from sources.adapters.http import MAX_RESPONSE_BYTES, Reply, parse_json, redact_path_segment, send
 
@@ -194,14 +195,9 @@ class GoogleAdsAdapter(SourceAdapter):
     kind = "google_ads"
 
     def fetch(self, call: SourceCall, session: requests.Session) -> SourceResult:
-        if call.timeout_budget <= 0:
-            raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget")
         if call.value_type != "channel_performance":
             raise SourceError(ErrorKind.TERMINAL, f"google_ads answers channel_performance, not {call.value_type}")
-        if call.channels and CHANNEL not in call.channels:
-            raise SourceError(
-                ErrorKind.TERMINAL, f"google_ads measures {CHANNEL} only, not {', '.join(call.channels)}"
-            )
+        require_channel(call, CHANNEL, "google_ads")
         settings = _settings(call)
         version = _api_version(settings)
         credentials = call.source.credentials()  # DISABLED if a variable is unset

@@ -77,8 +77,6 @@ class ImfAdapter(SourceAdapter):
     kind = "imf"
 
     def fetch(self, call: SourceCall, session: requests.Session) -> SourceResult:
-        if call.timeout_budget <= 0:
-            raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget")
         settings = {**call.source.request_template, **call.params}
         indicator = _indicator(settings.get("indicator", DEFAULT_INDICATOR))
         reference_country = iso3(settings.get("reference_country", DEFAULT_REFERENCE_COUNTRY), "reference_country")

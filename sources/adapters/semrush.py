@@ -60,6 +60,7 @@ from sources.adapters.base import (
     SourceError,
     SourceResult,
     complete_from_reference,
+    require_channel,
 )
 from sources.adapters.http import raise_for_status, send
 
@@ -129,13 +130,7 @@ class SemrushAdapter(SourceAdapter):
     kind = "semrush"
 
     def fetch(self, call: SourceCall, session: requests.Session) -> SourceResult:
-        if call.timeout_budget <= 0:
-            raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget")
-        if call.channels and CHANNEL not in call.channels:
-            # The same link asks again and again: a configuration mistake, not bad data.
-            raise SourceError(
-                ErrorKind.TERMINAL, f"Semrush measures only {CHANNEL}, not {', '.join(call.channels)}"
-            )
+        require_channel(call, CHANNEL, "Semrush")
         credentials = call.source.credentials()  # DISABLED if a variable is unset
         key = credentials.get("api_key")
         if not key:

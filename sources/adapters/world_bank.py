@@ -75,8 +75,6 @@ class WorldBankAdapter(SourceAdapter):
     kind = "world_bank"
 
     def fetch(self, call: SourceCall, session: requests.Session) -> SourceResult:
-        if call.timeout_budget <= 0:
-            raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget")
         settings = {**call.source.request_template, **call.params}
         indicator = _indicator(settings.get("indicator", DEFAULT_INDICATOR))
         reference_country = country_code(settings.get("reference_country", DEFAULT_REFERENCE_COUNTRY), "reference_country")
