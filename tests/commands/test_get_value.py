@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 
+from tests.processes import child_environment
 from tests.values.conftest import BUDGET
 from values.resolution import get_value
 
@@ -31,17 +29,7 @@ def run(*args: str) -> str:
 
 def subprocess_env() -> dict[str, str]:
     """This process's environment, with DATABASE_URL naming the test database it uses."""
-    db = connection.settings_dict
-    user = quote(db["USER"] or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    url = f"postgres://{user}{password}@{db['HOST'] or '127.0.0.1'}{port}/{db['NAME']}"
-    return os.environ | {
-        "DATABASE_URL": url,
-        "REDIS_URL": os.environ["REDIS_URL"],
-        "DYNCONFIG_ENV": os.environ["DYNCONFIG_ENV"],
-        "DJANGO_SETTINGS_MODULE": "dynconfig_site.settings",
-    }
+    return child_environment()
 
 
 def manage(*args: str) -> subprocess.CompletedProcess:

@@ -20,12 +20,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 from django.conf import settings
-from django.db import connection
 
-from sources.models import Source
+from tests.processes import child_environment
+
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Celery starting (Django, the app, the broker connection) on a busy 2-core machine.
@@ -34,30 +33,9 @@ STOP_TIMEOUT = 20.0
 
 
 def celery_environment(**extra: str) -> dict[str, str]:
-    database = connection.settings_dict
-    assert database["ENGINE"] == "django.db.backends.postgresql", "the Celery tests need PostgreSQL"
-    assert database["NAME"].startswith("test_"), database["NAME"]  # never the real database
-    assert settings.REDIS_URL, "the Celery tests need Redis (the broker and the shared L2)"
+    """A Celery process's environment: this test's database, Redis and broker, the credentials."""
     assert settings.CELERY_BROKER_URL.startswith("redis://"), settings.CELERY_BROKER_URL
-    credentials = quote(database["USER"] or "", safe="")
-    if database["PASSWORD"]:
-        credentials += ":" + quote(database["PASSWORD"], safe="")
-    host = f"{credentials}@" if credentials else ""
-    host += f"{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}"
-    environment = dict(os.environ)
-    environment.update(
-        DATABASE_URL=f"postgres://{host}/{quote(database['NAME'], safe='')}",
-        REDIS_URL=settings.REDIS_URL,
-        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-        DYNCONFIG_ENV="test",
-        DJANGO_SETTINGS_MODULE="dynconfig_site.settings",
-        PYTHONUNBUFFERED="1",
-    )
-    for source in Source.objects.all():  # the credentials the `engine` fixture set
-        for variable in source.credential_variables.values():
-            environment[variable] = os.environ[variable]
-    environment.update(extra)
-    return environment
+    return child_environment(**extra)
 
 
 class CeleryProcess:

@@ -37,6 +37,10 @@ from datetime import timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))  # run as a script, the project is not on the path yet
+
+from tests.processes import LineProcess, child_environment  # noqa: E402
 REQUIRED_ENVIRONMENT = ("DATABASE_URL", "REDIS_URL", "DYNCONFIG_ENV")
 
 
@@ -51,7 +55,6 @@ def main(argv: list[str]) -> int:
         return 4
     faulthandler.dump_traceback_later(arguments.deadline, exit=True)
 
-    sys.path.insert(0, str(PROJECT_ROOT))
     os.environ["DJANGO_SETTINGS_MODULE"] = "dynconfig_site.settings"
     import django
 
@@ -140,116 +143,31 @@ def _say(word: str, data: dict | None = None) -> None:
 # The parent's side ------------------------------------------------------------------------------
 
 
-class SourceProcess:
+class SourceProcess(LineProcess):
     """This script in a subprocess, driven from a test: `command()` sends a line, `result()`
     waits for its answer. Use as a context manager: the process is killed and reaped on exit."""
 
     def __init__(self, source: dict, environment: dict[str, str], startup_timeout: float = 40.0):
-        import queue
-        import subprocess
         import tempfile
 
-        self.lines: list[str] = []
-        self._stderr = tempfile.TemporaryFile("w+")
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__)), "--source", json.dumps(source)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            bufsize=1,
-            env=environment,
-            cwd=PROJECT_ROOT,
-        )
-        self._pump = threading.Thread(target=self._read_stdout, daemon=True)
-        self._pump.start()
+        stderr = tempfile.NamedTemporaryFile("w+", suffix=".stderr")
+        super().__init__(Path(__file__), ["--source", json.dumps(source)], environment, stderr, "source process")
         self._startup_timeout = startup_timeout
 
-    def __enter__(self) -> SourceProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     def ready(self) -> None:
-        self._expect("READY", self._startup_timeout)
+        self.expect("READY", self._startup_timeout)
 
     def command(self, **command) -> None:
-        self.process.stdin.write(json.dumps(command) + "\n")
-        self.process.stdin.flush()
+        self.send(json.dumps(command))
 
     def result(self, timeout: float = 20.0) -> dict:
-        return self._expect("RESULT", timeout)
-
-    def stop(self) -> None:
-        try:
-            self.process.stdin.close()
-        except OSError:
-            pass
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        self._pump.join(timeout=10)
-        self.process.stdout.close()
-        self._stderr.close()
-
-    def _read_stdout(self) -> None:
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def _expect(self, word: str, timeout: float) -> dict | None:
-        import queue
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
-            except queue.Empty:
-                raise AssertionError(f"no {word} within {timeout}s: {self._diagnostics()}") from None
-            if line is None:
-                self._queue.put(None)
-                raise AssertionError(f"exited before {word}: {self._diagnostics()}")
-            self.lines.append(line)
-            first, _, rest = line.partition(" ")
-            if first == word:
-                return json.loads(rest) if rest else None
-            if first == "ERROR":
-                raise AssertionError(f"{line}: {self._diagnostics()}")
-
-    def _diagnostics(self) -> str:
-        if self.process.poll() is None:
-            self.process.kill()
-        self._stderr.seek(0)
-        stderr = self._stderr.read()[-4000:]
-        return f"exit code {self.process.wait()}; stdout: {self.lines[-20:]}; stderr:\n{stderr}"
+        return self.expect("RESULT", timeout)
 
 
 def process_environment() -> dict[str, str]:
     """The environment of a SourceProcess: this test's database and Redis, the test settings."""
-    from urllib.parse import quote
+    return child_environment(LOG_LEVEL="ERROR")
 
-    from django.conf import settings
-    from django.db import connection
-
-    database = connection.settings_dict
-    assert database["NAME"].startswith("test_"), database["NAME"]  # never the real database
-    user = quote(database["USER"] or "", safe="")
-    if database["PASSWORD"]:
-        user += ":" + quote(database["PASSWORD"], safe="")
-    host = f"{user}@" if user else ""
-    host += f"{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}"
-    assert settings.REDIS_URL, "the cross-process tests need Redis"
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "dynconfig_site.settings",
-        "DATABASE_URL": f"postgres://{host}/{quote(database['NAME'], safe='')}",
-        "REDIS_URL": settings.REDIS_URL,
-        "DYNCONFIG_ENV": "test",
-        "LOG_LEVEL": "ERROR",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 if __name__ == "__main__":

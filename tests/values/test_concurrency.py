@@ -16,20 +16,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import queue
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 
-from sources.models import Source
+from tests.processes import LineProcess, child_environment
 from tests.servers import LocalServer
 from tests.values.conftest import BUDGET, serve_sources
 from values import get_value
@@ -39,7 +33,6 @@ from values.services import override_create, value_type_update
 pytestmark = pytest.mark.django_db(transaction=True)
 
 READER_SCRIPT = Path(__file__).with_name("reader_process.py")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 BUDGET_SOURCES = ("market_research_api", "industry_benchmarks_api")
 MARKET_PATH = "/v1/budget-benchmarks"
@@ -72,112 +65,24 @@ PROPAGATION_LIMIT = 1.0
 # Waits, generous against a loaded machine, far below a hang.
 STARTUP_TIMEOUT = 40.0  # Django starting in several processes at once on few CPUs
 READ_TIMEOUT = 20.0
-EXIT_TIMEOUT = 10.0
 
 
 # Helpers -----------------------------------------------------------------------------------------
 
 
-class ReaderProcess:
+class ReaderProcess(LineProcess):
     """reader_process.py in a subprocess: lines in through stdin, words and JSON out of stdout."""
 
+    failure_words = ("ERROR", "TIMEOUT")
+
     def __init__(self, arguments: list[str], environment: dict[str, str], log_dir: Path, name: str):
-        self.name = name
-        self.lines: list[str] = []  # everything it printed, for failure messages
-        self._stderr_path = log_dir / f"{name}.stderr"
-        self._stderr = self._stderr_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, str(READER_SCRIPT), *arguments],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            bufsize=1,
-            env=environment,
-            cwd=PROJECT_ROOT,
-        )
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._pump = threading.Thread(target=self._read_stdout, daemon=True)
-        self._pump.start()
-
-    def _read_stdout(self) -> None:
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)  # EOF
-
-    def expect(self, word: str, timeout: float) -> dict | None:
-        """The JSON after the next line starting with `word` (other lines are kept in `lines`)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                line = self._queue.get(timeout=max(remaining, 0))
-            except queue.Empty:
-                pytest.fail(f"{self.name}: no {word} within {timeout}s\n{self.diagnostics()}")
-            if line is None:
-                self._queue.put(None)  # stays at EOF for later calls
-                pytest.fail(f"{self.name}: exited before {word}\n{self.diagnostics()}")
-            self.lines.append(line)
-            first, _, rest = line.partition(" ")
-            if first == word:
-                return json.loads(rest) if rest else None
-            if first in ("ERROR", "TIMEOUT"):
-                pytest.fail(f"{self.name}: {line}\n{self.diagnostics()}")
-
-    def send(self, line: str) -> None:
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def wait(self, timeout: float = EXIT_TIMEOUT) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name}: still running after {timeout}s\n{self.diagnostics()}")
-
-    def stop(self) -> None:
-        """Kill it if it still runs, and reap it: no process outlives its test."""
-        try:
-            self.process.stdin.close()
-        except OSError:
-            pass
-        if self.process.poll() is None:
-            self.process.kill()
-        try:
-            self.process.wait(timeout=EXIT_TIMEOUT)
-        finally:
-            self._pump.join(timeout=EXIT_TIMEOUT)
-            self.process.stdout.close()
-            self._stderr.close()
-
-    def diagnostics(self) -> str:
-        self._stderr.flush()
-        stderr = self._stderr_path.read_text()[-4000:]
-        return f"exit code {self.process.poll()}; stdout:\n" + "\n".join(self.lines[-30:]) + f"\nstderr:\n{stderr}"
+        stderr = (log_dir / f"{name}.stderr").open("w")
+        super().__init__(READER_SCRIPT, arguments, environment, stderr, name)
 
 
 def reader_environment() -> dict[str, str]:
     """The environment of a reader process: this test's database and Redis, the credentials."""
-    database = connection.settings_dict
-    assert database["ENGINE"] == "django.db.backends.postgresql", "the reader processes need PostgreSQL"
-    assert database["NAME"].startswith("test_"), database["NAME"]  # never the real database
-    credentials = quote(database["USER"] or "", safe="")
-    if database["PASSWORD"]:
-        credentials += ":" + quote(database["PASSWORD"], safe="")
-    host = f"{credentials}@" if credentials else ""
-    host += f"{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}"
-    environment = dict(os.environ)
-    environment.update(
-        DATABASE_URL=f"postgres://{host}/{quote(database['NAME'], safe='')}",
-        REDIS_URL=settings.REDIS_URL,
-        DYNCONFIG_ENV="test",
-        LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-    )
-    assert settings.REDIS_URL, "the cross-process tests need Redis (the shared L2 and its lock)"
-    for source in Source.objects.all():  # the credentials the `engine` fixture set
-        for variable in source.credential_variables.values():
-            environment[variable] = os.environ[variable]
-    return environment
+    return child_environment(LOG_LEVEL="WARNING")
 
 
 def serve_budget(server: LocalServer, delay: float = 0.0) -> None:
