@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dynconfig_site.urls import handler404, handler500  # noqa: F401 - same error handlers
-from values.apis import CanReadValues
+from access.permissions import CanReadValues
 
 BARE_ANSWER = json.loads(os.environ.get("DYNCONFIG_BENCH_BARE_ANSWER") or '{"bare": true}')
 

@@ -62,11 +62,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_jsonform",
     "config",
+    "access",
     "values",
     "sources",
     "monitoring",
+    "planning",
 ]
 
 MIDDLEWARE = [
@@ -170,7 +174,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ADMIN_PATH = env.str("DYNCONFIG_ADMIN_PATH", default="admin/")
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # The token first: its `WWW-Authenticate: Bearer` makes a missing credential a 401, not a 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

@@ -3,7 +3,6 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from dynconfig_site.api_errors import json_404
-from monitoring.views import healthz
 from sources.views import simulator
 
 admin.site.site_header = "DynConfig"
@@ -12,10 +11,14 @@ admin.site.site_title = "DynConfig admin"
 urlpatterns = [
     # The read API first: it takes most requests, and each pattern tried before costs time.
     path("api/v1/", include("values.urls")),
+    path("api/v1/", include("sources.urls")),
+    path("api/v1/", include("planning.urls")),
+    path("api/v1/", include("monitoring.api_urls")),
     # Django's handler404 only answers with DEBUG off; the API answers JSON always.
     re_path(r"^api/", json_404),
+    path(f"{settings.ADMIN_PATH}dashboard/", include("monitoring.dashboard_urls")),
     path(settings.ADMIN_PATH, admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    path("", include("monitoring.urls")),  # /healthz, /readyz, /metrics
     # Local stand-ins of the market-data APIs; they answer only in mock mode (development).
     path("simulators/<str:name>/", simulator),
     path("simulators/<str:name>/<path:path>", simulator),

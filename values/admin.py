@@ -27,7 +27,7 @@ from django_jsonform.widgets import JSONFormWidget
 from config.durations import format_duration
 from sources.models import Source, ValueTypeSource
 from values.history import UNTRACKED_FIELDS, audit_record, snapshot
-from values.models import AuditEntry, ContextReads, Override, RefreshSchedule, ResolvedValue, ValueType
+from values.models import AuditEntry, ContextReads, Override, RefreshSchedule, ResolvedValue, ValueRecord, ValueType
 
 ADMIN_CHANNEL = "admin"
 REASON_FIELD = "change_reason"
@@ -258,7 +258,7 @@ class ValueTypeSourceInline(admin.TabularInline):
 class ValueTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["key", "aliases", "update_frequency_iso", "ttl_iso", "source_count"]
     search_fields = ["key", "aliases", "description"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["version", "created_at", "updated_at"]
     inlines = [ValueTypeSourceInline]
     formfield_overrides = JSON_AS_TEXT
     fieldsets = [
@@ -270,7 +270,7 @@ class ValueTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ),
         ("Blending the sources of a tier", {"fields": ["blend_method", "quorum"]}),
         ("Emergency fallback", {"fields": ["fallback_value"]}),
-        ("Bookkeeping", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+        ("Bookkeeping", {"fields": ["version", "created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:
@@ -303,10 +303,10 @@ class OverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ["value_type"]
     search_fields = ["value_type__key", "reason", "author"]
     list_select_related = ["value_type"]
-    readonly_fields = ["author", "created_at", "updated_at"]
+    readonly_fields = ["author", "version", "created_at", "updated_at"]
     fields = [
         "value_type", "context_match", "value", "reason", "starts_at", "expires_at",
-        "author", "created_at", "updated_at",
+        "author", "version", "created_at", "updated_at",
     ]  # fmt: skip
     formfield_overrides = JSON_AS_TEXT
 
@@ -355,6 +355,15 @@ class ResolvedValueAdmin(ViewOnlyAdmin):
     @admin.display(description="provenance")
     def provenance_pretty(self, resolved: ResolvedValue) -> str:
         return pretty_json(resolved.provenance)
+
+
+@admin.register(ValueRecord)
+class ValueRecordAdmin(ResolvedValueAdmin):
+    """The history of fetched values, for looking only: appended by resolution."""
+
+    list_display = ["value_type", "context_key", "fetched_at"]
+    fields = ["value_type", "context_key", "context_pretty", "value_pretty", "provenance_pretty", "fetched_at"]
+    readonly_fields = fields
 
 
 @admin.register(AuditEntry)

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.utils import timezone
 from django.utils.http import parse_etags
-from rest_framework import permissions, serializers
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access.permissions import CanReadValues
 from config.durations import format_duration
 from values.answers import Answer
 from values.context import ContextError
 from values.resolution import UnknownValueType, get_value
 from values.selectors import value_type_list
-
-
-class CanReadValues(permissions.BasePermission):
-    """Reads need a signed-in user, unless this deployment allows anonymous reads."""
-
-    def has_permission(self, request, view) -> bool:
-        return settings.DYNCONFIG_ANONYMOUS_READS or bool(request.user and request.user.is_authenticated)
 
 
 class ValueTypeOutputSerializer(serializers.Serializer):

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from datetime import datetime
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django_redis import get_redis_connection
 
@@ -184,24 +184,26 @@ def l3_get(value_type: ValueTypeConfig, context_key: str) -> tuple[Answer | None
 
 
 def l3_set(value_type: ValueTypeConfig, context_key: str, answer: Answer) -> None:
-    """Keep a fetched answer as the type's last known good value for this context."""
-    from values.models import ResolvedValue
+    """Keep a fetched answer as the type's last known good value for this context, and in its
+    history."""
+    from values.models import ResolvedValue, ValueRecord
 
     if value_type.id is None:
         return
+    fields = {
+        "context": answer.context,
+        "value": answer.value,
+        "provenance": answer.provenance.as_dict(),
+        "fetched_at": answer.provenance.fetched_at,
+    }
     try:
-        ResolvedValue.objects.update_or_create(
-            value_type_id=value_type.id,
-            context_key=context_key,
-            defaults={
-                "context": answer.context,
-                "value": answer.value,
-                "provenance": answer.provenance.as_dict(),
-                "fingerprint": value_type.fingerprint,
-                "fetched_at": answer.provenance.fetched_at,
-                "expires_at": answer.provenance.expires_at,
-            },
-        )
+        with transaction.atomic():
+            ResolvedValue.objects.update_or_create(
+                value_type_id=value_type.id,
+                context_key=context_key,
+                defaults={**fields, "fingerprint": value_type.fingerprint, "expires_at": answer.provenance.expires_at},
+            )
+            ValueRecord.objects.create(value_type_id=value_type.id, context_key=context_key, **fields)
     except DatabaseError as error:
         logger.warning("L3 (database) not written: %s", error)
 

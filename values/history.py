@@ -35,7 +35,11 @@ def audit_record(
     after: dict[str, Any] | None,
     reason: str = "",
 ) -> AuditEntry:
-    """Append one entry to the history. `before` None means created, `after` None deleted."""
+    """Append one entry to the history. `before` None means created, `after` None deleted.
+
+    An update of a versioned object (one with a `version` field: value types, overrides) also
+    raises its version here, so that every edit, whoever makes it, invalidates a version that
+    an API client read before (values.services refuses an update naming an old one)."""
     action = (
         AuditEntry.Action.CREATE
         if before is None
@@ -43,6 +47,8 @@ def audit_record(
         if after is None
         else AuditEntry.Action.UPDATE
     )
+    if action == AuditEntry.Action.UPDATE and _is_versioned(instance):
+        after = {**after, "version": _next_version(instance)}
     bump_config_version()
     return AuditEntry.objects.create(
         actor=actor,
@@ -55,6 +61,17 @@ def audit_record(
         after=after,
         reason=reason,
     )
+
+
+def _is_versioned(instance: models.Model) -> bool:
+    return any(field.name == "version" for field in instance._meta.concrete_fields)
+
+
+def _next_version(instance: models.Model) -> int:
+    manager = type(instance)._default_manager
+    manager.filter(pk=instance.pk).update(version=F("version") + 1)
+    instance.version = manager.values_list("version", flat=True).get(pk=instance.pk)
+    return instance.version
 
 
 def bump_config_version() -> None:

@@ -64,6 +64,9 @@ class ValueType(models.Model):
         validators=[MinValueValidator(0.0)],
         help_text="Least total weight of valid sources for a tier to count (0: any one source).",
     )
+    version = models.PositiveIntegerField(
+        default=1, help_text="Raised by each edit; an API update must name the version it read."
+    )
     blend_method = models.CharField(
         max_length=10,
         choices=BlendMethod.choices,
@@ -142,6 +145,9 @@ class Override(models.Model):
     author = models.CharField(max_length=150)
     starts_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(
+        default=1, help_text="Raised by each edit; an API update must name the version it read."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -198,6 +204,27 @@ class ResolvedValue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.value_type_id and self.value_type.key} [{self.context_key}]"
+
+
+class ValueRecord(models.Model):
+    """The history of resolved values: one row per value fetched from sources (append-only).
+
+    ResolvedValue keeps only the latest value per context; this keeps each one, for the
+    history API, rollback and the dashboard's charts."""
+
+    value_type = models.ForeignKey(ValueType, on_delete=models.CASCADE, related_name="records")
+    context_key = models.CharField(max_length=500, blank=True, help_text="Canonical form of the context.")
+    context = models.JSONField(default=dict, blank=True)
+    value = models.JSONField()
+    provenance = models.JSONField(default=dict)
+    fetched_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-fetched_at", "-id"]
+        indexes = [models.Index(fields=["value_type", "context_key", "-fetched_at"], name="value_record_history")]
+
+    def __str__(self) -> str:
+        return f"{self.value_type_id and self.value_type.key} [{self.context_key}] at {self.fetched_at:%Y-%m-%d %H:%M:%S}"
 
 
 class AuditEntry(models.Model):

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sources.models import Source, ValueTypeSource
-from values.models import AuditEntry, ContextReads, Override, RefreshSchedule, ResolvedValue, ValueType
+from values.models import AuditEntry, ContextReads, Override, RefreshSchedule, ResolvedValue, ValueRecord, ValueType
 
 pytestmark = pytest.mark.django_db
 
@@ -133,6 +133,14 @@ def override(synced):
 def resolved_value(synced):
     now = timezone.now()
     value_type = ValueType.objects.get(key="industry_multipliers")
+    ValueRecord.objects.create(
+        value_type=value_type,
+        context_key="region=us",
+        context={"region": "us"},
+        value=value_type.fallback_value,
+        provenance={"tier": "primary"},
+        fetched_at=now,
+    )
     return ResolvedValue.objects.create(
         value_type=value_type,
         context_key="region=us",
@@ -205,6 +213,7 @@ def test_delete_confirmation__audited_model__renders_with_reason_field(
 # Shown under another name, or set by the admin itself rather than typed in.
 SHOWN_DIFFERENTLY = {
     ResolvedValue: {"context", "value", "provenance"},
+    ValueRecord: {"context", "value", "provenance"},
     AuditEntry: {"before", "after"},
 }
 
