@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from planning.apis import BudgetTierApi, ProjectionApi
+
+urlpatterns = [
+    path("planning/budget-tier/", BudgetTierApi.as_view(), name="planning-budget-tier"),
+    path("planning/projections/", ProjectionApi.as_view(), name="planning-projections"),
+]
