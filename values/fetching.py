@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextvars import copy_context
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -55,7 +56,8 @@ def fetch_tier(
         return TierOutcome(None, (), ("no sources cover this context",), None)
     deadline = time.monotonic() + budget
     futures = {
-        _executor.submit(call_source, source_call(value_type, context, link, reference, budget)): link
+        # In the caller's context, so that the call's log lines carry its request id.
+        _executor.submit(copy_context().run, call_source, source_call(value_type, context, link, reference, budget)): link
         for link in links
     }
     done, _ = wait(futures, timeout=budget)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import random as random_module
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +40,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from monitoring import metrics
 from values import popularity
 from values.answers import SOURCE_TIERS, Answer
 from values.context import ContextError, canonical_context
@@ -124,6 +126,7 @@ def value_refresh(*, key: str, context: Mapping[str, Any] | None = None) -> Refr
     except ContextError as error:
         return RefreshOutcome(value_type.key, dict(context or {}), FAILED, str(error), None)
 
+    started = time.perf_counter()
     previous = _stored_value(value_type, context_key)
     answer = get_value(value_type.key, canonical, use_cache=False)
     origin = answer.provenance.origin
@@ -145,6 +148,7 @@ def value_refresh(*, key: str, context: Mapping[str, Any] | None = None) -> Refr
         outcome = RefreshOutcome(value_type.key, canonical, FAILED, f"served {served}: {reason}", answer)
 
     _record_outcome(value_type, context_key, canonical, outcome)
+    metrics.refresh_observed(value_type.key, time.perf_counter() - started, is_failed=outcome.status == FAILED)
     return outcome
 
 
@@ -158,6 +162,7 @@ def refresh_failure_record(*, key: str, context: Mapping[str, Any] | None, reaso
     except ContextError:
         return
     _record_outcome(value_type, context_key, canonical, RefreshOutcome(value_type.key, canonical, FAILED, reason, None))
+    metrics.refresh_failed(value_type.key)
 
 
 
@@ -185,6 +190,7 @@ def _record_outcome(value_type: ValueTypeConfig, context_key: str, context: dict
             logger.warning(
                 "refresh of %s [%s] failed (%d in a row), next try at %s: %s",
                 value_type.key, context_key, row.failures, row.next_refresh_at.isoformat(), outcome.reason,
+                extra={"value_type": value_type.key},
             )
         else:
             row.failures = 0

@@ -18,6 +18,7 @@ and so does a background refresh that changed a value (each process drops its L1
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -26,12 +27,15 @@ from typing import Any
 
 from django.utils import timezone
 
+from monitoring import metrics
 from values import popularity
 from values.answers import SOURCE_TIERS, Answer, Provenance
 from values.cache import WAIT_POLL_INTERVAL, cache_key, flights, l1, l2, l3_get, l3_set, seconds_until
 from values.context import canonical_context
 from values.fetching import fetch_tier
 from values.registry import OverrideConfig, ValueTypeConfig, registry
+
+logger = logging.getLogger(__name__)
 
 # How long a stale or fallback answer is cached: short, so a recovered source shows soon.
 FALLBACK_TTL = timedelta(minutes=5)
@@ -67,30 +71,36 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     if value_type.overrides:
         override = pick_override(value_type.overrides, context, timezone.now())
         if override is not None:
-            return _override_answer(value_type, context, override)
+            return metrics.answer_served(_override_answer(value_type, context, override))
 
     if use_cache:
         answer = l1.get(key_in_cache)
+        metrics.cache_looked_up("l1", answer)
         if answer is not None:
-            return answer
+            return metrics.answer_served(answer)
     now = timezone.now()
     if use_cache:
         answer = _from_l2(key_in_cache, now)
+        if l2.is_enabled:  # without Redis (or while it is skipped) there is no L2 to miss
+            metrics.cache_looked_up("l2", answer)
         if answer is not None:
-            return answer
+            return metrics.answer_served(answer)
     fresh, last_good = l3_get(value_type, context_key)
+    if use_cache:
+        metrics.cache_looked_up("l3", fresh)
     if use_cache and fresh is not None:
         _store(key_in_cache, fresh, seconds_until(fresh.provenance.expires_at, now))
-        return fresh
+        return metrics.answer_served(fresh)
 
     is_leader, landed = flights.join(key_in_cache)
     if not is_leader:
         landed.wait(WAIT_FOR_LEADER_SECONDS)
         answer = l1.get(key_in_cache)
         if answer is not None:
-            return answer
+            return metrics.answer_served(answer)
     try:
-        return _resolve_cold(value_type, context, key_in_cache, context_key, fresh, last_good, now, use_cache)
+        answer = _resolve_cold(value_type, context, key_in_cache, context_key, fresh, last_good, now, use_cache)
+        return metrics.answer_served(answer)
     finally:
         if is_leader:
             flights.land(key_in_cache)
@@ -239,8 +249,32 @@ def _fall_back(
             errors=errors,
         )
         answer = Answer(value_type.key, context, _for_context(value_type, context, value_type.fallback), provenance)
+    reason = _why_degraded(value_type, answer, last_good)
+    metrics.degraded_answer_made(value_type.key, answer.provenance.origin, reason)
+    logger.warning(
+        "%s [%s]: serving the %s value (%s): %s", value_type.key, _context_text(context), answer.provenance.origin,
+        reason, "; ".join(errors) or "no detail", extra={"value_type": value_type.key},
+    )
     _store(key_in_cache, answer, brief.total_seconds())
     return answer
+
+
+def _context_text(context: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in context.items()) or "no context"
+
+
+def _why_degraded(value_type: ValueTypeConfig, answer: Answer, last_good: Answer | None) -> str:
+    """A short label for the metrics: why `answer` is stale or the fallback."""
+    if answer.provenance.errors == ("another process is fetching",):
+        return "fetch_in_progress"  # the leader's fetch outlasted our wait
+    if "no sources configured" in answer.provenance.errors:
+        return "no_sources"
+    if answer.provenance.origin == "fallback":
+        if value_type.id is None:
+            return "no_database"  # the built-in type: no stored value to fall back on
+        if last_good is not None:
+            return "stale_too_old"  # past the type's max_staleness
+    return "sources_failed"
 
 
 def _for_context(value_type: ValueTypeConfig, context: Mapping[str, Any], value: Any) -> Any:
