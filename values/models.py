@@ -9,6 +9,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from values.context import ContextError, canonical_context
 from values.validation import ValueRules, rules_problems, value_problems
 
 identifier_validator = RegexValidator(
@@ -174,6 +175,13 @@ class Override(models.Model):
                 errors["context_match"] = [
                     f"Unknown context key {', '.join(sorted(unknown))} (allowed: {allowed})."
                 ]
+            else:
+                # Every process's registry reads each override's match back as a context: one it
+                # could not read (`<script>`, 1.5) would break every reload, so it never gets in.
+                try:
+                    canonical_context(self.context_match, self.value_type.context_keys, self.value_type.key)
+                except ContextError as error:
+                    errors["context_match"] = [str(error)]
         if self.value_type_id:
             problems = value_problems(self.value, self.value_type.rules)
             if problems:

@@ -1,16 +1,35 @@
 """Operator writes to values: each validates, saves, and records itself in the history, in one
-transaction. The history entry is what tells every process to reload (values.registry)."""
+transaction. The history entry is what tells every process to reload (values.registry).
+
+Optimistic concurrency: value types and overrides carry a `version`, raised by every edit
+(values.history.audit_record). An update or delete names the version its author read; the row
+is locked, the version compared, and a stale one refused with VersionConflict, so that two
+operators editing the same object at once cannot silently overwrite each other.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
 from django.utils import timezone
 
+from values.context import LIST_KEYS
 from values.history import audit_record, snapshot
-from values.models import Override, ValueType
+from values.models import Override, ValueRecord, ValueType
+
+# What an override update may change; its type is fixed, and its author is who created it.
+OVERRIDE_UPDATABLE_FIELDS = frozenset({"context_match", "value", "starts_at", "expires_at"})
+
+
+class VersionConflict(Exception):
+    """An update or delete named a version that is no longer the current one."""
+
+    def __init__(self, current_version: int):
+        self.current_version = current_version
+        super().__init__(f"It changed since it was read: the current version is {current_version}.")
 
 
 @transaction.atomic
@@ -35,17 +54,42 @@ def override_create(
         starts_at=starts_at or timezone.now(),
         expires_at=expires_at,
     )
-    override.full_clean()
+    _validate_override(override)
     override.save()
     audit_record(actor=actor, channel=channel, instance=override, before=None, after=snapshot(override), reason=reason)
     return override
 
 
 @transaction.atomic
-def override_delete(*, override: Override, actor: str, channel: str, reason: str) -> None:
-    before = snapshot(override)
-    audit_record(actor=actor, channel=channel, instance=override, before=before, after=None, reason=reason)
-    override.delete()
+def override_update(
+    *, override: Override, expected_version: int, actor: str, channel: str, reason: str, **fields: Any
+) -> Override:
+    """Change an override's context_match, value, starts_at or expires_at.
+
+    `reason` says why this change was made (it goes to the history; the override's own
+    `reason`, why it exists, stays). Raises VersionConflict if `expected_version` is not the
+    current one, ValidationError if the result is refused; nothing changes then."""
+    unknown = set(fields) - OVERRIDE_UPDATABLE_FIELDS
+    if unknown:
+        raise TypeError(f"override_update cannot change {', '.join(sorted(unknown))}")
+    locked = _locked_at_version(Override.objects.select_related("value_type"), override.pk, expected_version)
+    _require_reason(reason)
+    before = snapshot(locked)
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    _validate_override(locked)
+    locked.save()
+    audit_record(actor=actor, channel=channel, instance=locked, before=before, after=snapshot(locked), reason=reason)
+    return locked
+
+
+@transaction.atomic
+def override_delete(*, override: Override, expected_version: int, actor: str, channel: str, reason: str) -> None:
+    """Delete an override; raises VersionConflict if `expected_version` is not the current one."""
+    locked = _locked_at_version(Override.objects.all(), override.pk, expected_version)
+    _require_reason(reason)
+    audit_record(actor=actor, channel=channel, instance=locked, before=snapshot(locked), after=None, reason=reason)
+    locked.delete()
 
 
 @transaction.atomic
@@ -58,3 +102,72 @@ def value_type_update(*, value_type: ValueType, actor: str, channel: str, reason
     value_type.save()
     audit_record(actor=actor, channel=channel, instance=value_type, before=before, after=snapshot(value_type), reason=reason)
     return value_type
+
+
+@transaction.atomic
+def value_type_fallback_update(
+    *, value_type: ValueType, value: Any, expected_version: int, actor: str, channel: str, reason: str
+) -> ValueType:
+    """Replace a type's emergency fallback, validated against its schema and bounds.
+
+    Raises VersionConflict if `expected_version` is not the type's current version (any edit
+    of the type raises it, not only fallback edits), ValidationError if the value is refused."""
+    locked = _locked_at_version(ValueType.objects.all(), value_type.pk, expected_version)
+    _require_reason(reason)
+    return value_type_update(value_type=locked, actor=actor, channel=channel, reason=reason, fallback_value=value)
+
+
+@transaction.atomic
+def value_rollback(
+    *,
+    value_type: ValueType,
+    record: ValueRecord,
+    actor: str,
+    channel: str,
+    reason: str,
+    expires_at: datetime | None = None,
+) -> Override:
+    """Serve a past value again, as an override matching the context it was fetched for.
+
+    An override rather than a rewrite of the last known good value: the next refresh would
+    overwrite that, while an override stays until it expires or is deleted, shows in the
+    admin and the API, and is audited like any operator write. The value must still satisfy
+    the type's current rules (ValidationError otherwise)."""
+    if record.value_type_id != value_type.pk:
+        raise ValueError(f"value record {record.pk} is not of value type {value_type.key}")
+    _require_reason(reason)
+    fetched_at = record.fetched_at.isoformat(timespec="seconds")
+    return override_create(
+        value_type=value_type,
+        value=record.value,
+        reason=f"Rollback to the value fetched at {fetched_at} (value record {record.pk}): {reason}",
+        actor=actor,
+        channel=channel,
+        context_match=_context_match_of(record.context),
+        expires_at=expires_at,
+    )
+
+
+def _locked_at_version(queryset: models.QuerySet, pk: int, expected_version: int) -> models.Model:
+    """The row locked until the transaction ends, if it is still at `expected_version`."""
+    locked = queryset.select_for_update(of=("self",)).get(pk=pk)
+    if locked.version != expected_version:
+        raise VersionConflict(locked.version)
+    return locked
+
+
+def _require_reason(reason: str) -> None:
+    if not (reason or "").strip():
+        raise ValidationError({"reason": ["A reason is required."]})
+
+
+def _validate_override(override: Override) -> None:
+    override.full_clean()  # schema, bounds, and a context_match every process can read back
+
+
+def _context_match_of(context: dict[str, Any]) -> dict[str, Any]:
+    """A canonical context as an override's context_match (lists written as "a,b")."""
+    return {
+        name: ",".join(value) if name in LIST_KEYS and isinstance(value, list) else value
+        for name, value in context.items()
+    }
