@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from sources.breaker import BreakerUnavailable, breaker_state
-from sources.models import Source, ValueTypeSource
+from sources.models import Source, SourceCall, ValueTypeSource
 from sources.services import source_breaker_force_open, source_breaker_reset, source_test_connection
 from values.admin import ADMIN_CHANNEL, JSON_AS_TEXT, AuditedAdminMixin
 
@@ -131,3 +131,24 @@ class ValueTypeSourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).select_related("value_type", "source")
+
+
+@admin.register(SourceCall)
+class SourceCallAdmin(admin.ModelAdmin):
+    """The record of source calls (sources.health), read-only: processes write it, not people."""
+
+    list_display = ["called_at", "source_name", "outcome", "seconds", "reason"]
+    list_filter = ["outcome", "source_name"]
+    search_fields = ["source_name", "reason"]
+    date_hierarchy = "called_at"
+    fields = ["source_name", "outcome", "seconds", "reason", "called_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SourceCall | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: SourceCall | None = None) -> bool:
+        return False

@@ -10,7 +10,8 @@ rate limit, which make no request, at INFO.
 Every attempt, retries included, first passes the source's circuit breaker (sources.breaker:
 BREAKER_OPEN if it refuses) and takes a token of its rate limit (sources.ratelimit: waiting for
 one within the budget, else RATE_LIMITED); neither refusal is retried. The attempt's outcome is
-then fed back to the breaker.
+then fed back to the breaker, and every attempt, refusals included, is recorded for source
+health and counted in the metrics (sources.health.call_observed, which never raises).
 
 Each thread keeps one `requests.Session`, so connections to a source are reused across calls.
 """
@@ -28,6 +29,7 @@ import requests
 from sources.adapters import adapter_for
 from sources.adapters.base import ErrorKind, SourceAdapter, SourceCall, SourceError, SourceResult
 from sources.breaker import breaker_allow, breaker_record
+from sources.health import call_observed
 from sources.ratelimit import rate_limit_acquire
 
 logger = logging.getLogger(__name__)
@@ -75,16 +77,24 @@ def call_source(call: SourceCall) -> SourceResult:
 
 
 def _attempt(adapter: SourceAdapter, call: SourceCall, deadline: float) -> SourceResult:
-    """One try, admitted by the breaker and the rate limit; its outcome goes to the breaker."""
-    permit = breaker_allow(call.source)
+    """One try, admitted by the breaker and the rate limit; its outcome goes to the breaker and,
+    refusals included, to the health record and the metrics (sources.health.call_observed)."""
+    started = time.monotonic()
+    try:
+        permit = breaker_allow(call.source)
+    except SourceError as refusal:
+        call_observed(call.source.name, refusal, time.monotonic() - started)
+        raise
     outcome: SourceResult | SourceError | None = None  # None: the try never finished
     try:
         # A token is worth waiting for only while an attempt could still follow it.
         rate_limit_acquire(call.source, max_wait=deadline - time.monotonic() - MIN_ATTEMPT_SECONDS)
+        # The source's response time, not our wait for a token.
+        started = time.monotonic()
         # The adapter sees only what is left, so its timeouts shrink with each retry.
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget")
+            raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget", is_timeout=True)
         outcome = adapter.fetch(replace(call, timeout_budget=remaining), _session())
         return outcome
     except SourceError as error:
@@ -92,6 +102,7 @@ def _attempt(adapter: SourceAdapter, call: SourceCall, deadline: float) -> Sourc
         raise
     finally:
         breaker_record(call.source, permit, outcome)
+        call_observed(call.source.name, outcome, time.monotonic() - started)
 
 
 def _session() -> requests.Session:
@@ -115,5 +126,6 @@ def _logged(call: SourceCall, error: SourceError, attempt: int | None = None) ->
         f" on attempt {attempt}/{MAX_ATTEMPTS}" if attempt else "",
         error.kind.value,
         error.reason,
+        extra={"source": call.source.name, "value_type": call.value_type},
     )
     return error

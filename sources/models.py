@@ -138,3 +138,36 @@ class ValueTypeSource(models.Model):
                 errors[name] = ["Must be a JSON object."]
         if errors:
             raise ValidationError(errors)
+
+
+class CallOutcome(models.TextChoices):
+    """How one attempt to call a source ended (sources.health.call_outcome decides)."""
+
+    SUCCESS = "success"
+    TIMEOUT = "timeout"  # the source did not answer within the time it was given
+    HTTP_ERROR = "http_error"  # refused connection, 5xx, 4xx: the source answered nothing usable
+    INVALID_DATA = "invalid_data"  # it answered, but not what its wire format promises
+    RATE_LIMITED = "rate_limited"  # the provider throttled us (429, quota), or our own limit did
+    BREAKER_OPEN = "breaker_open"  # our breaker refused the attempt: no request was made
+    DISABLED = "disabled"  # a credential variable is not set: no request was made
+
+
+class SourceCall(models.Model):
+    """One attempt to call a source, by any process: the shared record that source health is
+    computed from (sources.health). Written by `sources.health.call_record`; pruned after
+    DYNCONFIG_HEALTH_RETENTION. Not to be confused with `sources.adapters.base.SourceCall`, the
+    request an attempt makes."""
+
+    source_name = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=20, choices=CallOutcome.choices)
+    seconds = models.FloatField(help_text="How long the attempt took, refusals included (about 0).")
+    reason = models.TextField(blank=True, help_text="Why it failed; never a credential.")
+    called_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-called_at", "-id"]
+        indexes = [models.Index(fields=["source_name", "-called_at"], name="source_call_recent")]
+        verbose_name = "source call"
+
+    def __str__(self) -> str:
+        return f"{self.source_name} {self.outcome} at {self.called_at:%Y-%m-%d %H:%M:%S}"

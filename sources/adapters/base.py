@@ -35,10 +35,22 @@ class ErrorKind(str, enum.Enum):
 class SourceError(Exception):
     """A source call that produced no usable data, with why. Never carries a credential."""
 
-    def __init__(self, kind: ErrorKind, reason: str, *, retry_after: float | None = None):
+    def __init__(
+        self,
+        kind: ErrorKind,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        is_timeout: bool = False,
+        is_throttled: bool = False,
+    ):
         self.kind = kind
         self.reason = reason
         self.retry_after = retry_after  # seconds the provider asked us to wait, if it said
+        # For the health record (sources.health.call_outcome), which tells a slow source from a
+        # failing one and a throttling provider from a broken one; RETRYABLE covers all four.
+        self.is_timeout = is_timeout  # the time budget or a socket timeout ran out
+        self.is_throttled = is_throttled  # the provider refused us for our rate (HTTP 429, quota)
         super().__init__(f"{kind.value}: {reason}")
 
 

@@ -392,7 +392,13 @@ def _post(
         )
         payload = parse_json(reply) if reply.is_success else None
     except SourceError as error:
-        raise SourceError(error.kind, f"{endpoint}: {error.reason}", retry_after=error.retry_after) from None
+        raise SourceError(
+            error.kind,
+            f"{endpoint}: {error.reason}",
+            retry_after=error.retry_after,
+            is_timeout=error.is_timeout,
+            is_throttled=error.is_throttled,
+        ) from None
     if not reply.is_success:
         raise _status_error(endpoint, reply.status, _rpc_status(reply))
     embedded = _rpc_status_in(payload)
@@ -438,7 +444,9 @@ def _status_error(endpoint: str, status: int, error: Mapping[str, Any] | None) -
     if status in (401, 403) or rpc_status in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return SourceError(ErrorKind.TERMINAL, f"access refused, {what}")
     if status == 429 or rpc_status == "RESOURCE_EXHAUSTED":
-        return SourceError(ErrorKind.RETRYABLE, f"quota exhausted, {what}", retry_after=_retry_delay(error))
+        return SourceError(
+            ErrorKind.RETRYABLE, f"quota exhausted, {what}", retry_after=_retry_delay(error), is_throttled=True
+        )
     if status >= 500 or status == 408 or rpc_status in ("INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED"):
         return SourceError(ErrorKind.RETRYABLE, f"server error, {what}")
     if 400 <= status < 500:
@@ -502,7 +510,9 @@ def _without_secrets(error: SourceError, secrets: Sequence[str]) -> SourceError:
             reason = reason.replace(secret, "[redacted]")
     if reason == error.reason:
         return error
-    return SourceError(error.kind, reason, retry_after=error.retry_after)
+    return SourceError(
+        error.kind, reason, retry_after=error.retry_after, is_timeout=error.is_timeout, is_throttled=error.is_throttled
+    )
 
 
 # Parsing -------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def send(
         deadline = time.monotonic() + call.timeout_budget
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget")
+        raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget", is_timeout=True)
     timeout = (min(call.source.connect_timeout, remaining), min(call.source.read_timeout, remaining))
     try:
         with session.request(
@@ -119,7 +119,7 @@ def send(
             return Reply(status=status, headers=response.headers, body=body, media_type=media_type)
     except requests.Timeout as error:
         phase = "connecting" if isinstance(error, requests.ConnectTimeout) else "waiting for the answer"
-        raise SourceError(ErrorKind.RETRYABLE, f"timed out {phase}") from None
+        raise SourceError(ErrorKind.RETRYABLE, f"timed out {phase}", is_timeout=True) from None
     except requests.ConnectionError:
         raise SourceError(ErrorKind.RETRYABLE, "connection failed") from None
     except requests.exceptions.ChunkedEncodingError:
@@ -148,6 +148,7 @@ def raise_for_status(reply: Reply) -> None:
             ErrorKind.RETRYABLE,
             "throttled (HTTP 429)",
             retry_after=_retry_after_seconds(reply.headers.get("Retry-After")),
+            is_throttled=True,
         )
     if status >= 500 or status == 408:
         raise SourceError(ErrorKind.RETRYABLE, f"server error (HTTP {status})")
@@ -205,7 +206,7 @@ def _read_capped(response: requests.Response, deadline: float) -> bytes:
             raise SourceError(ErrorKind.INVALID_DATA, "the answer is larger than 1 MiB")
         # The read timeout is per socket read; a trickling server must not outlast the budget.
         if time.monotonic() > deadline:
-            raise SourceError(ErrorKind.RETRYABLE, "the answer took longer than the time budget")
+            raise SourceError(ErrorKind.RETRYABLE, "the answer took longer than the time budget", is_timeout=True)
         chunks.append(chunk)
     return b"".join(chunks)
 

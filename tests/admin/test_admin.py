@@ -168,6 +168,10 @@ def refresh_records(synced):
     value_type = ValueType.objects.get(key="budget_thresholds")
     RefreshSchedule.objects.create(value_type=value_type, last_dispatched_at=timezone.now())
     ContextReads.objects.create(value_type=value_type, context_key="region=us", context={"region": "us"}, reads=3)
+    # ... and of the source call record (sources.health), written as every attempt writes it.
+    from sources.health import call_record
+
+    call_record(source_name="market_research_api", outcome="success", seconds=0.2)
 
 
 @pytest.mark.parametrize("model", ALL_MODELS, ids=lambda model: model.__name__)

@@ -1,0 +1,379 @@
+"""Source health: how each source has been answering, from a record of calls every process shares.
+
+The record. Every attempt to call a source (`sources.calls._attempt`: retries are attempts of
+their own, and so are the breaker's and the rate limit's refusals) ends in `call_observed`,
+which classifies it (`call_outcome`), writes one `SourceCall` row (`call_record`) and reports it
+to the metrics (`monitoring.metrics.source_call_observed`). The rows live in the database, so
+that the web processes and every Celery worker write to one record and read the same health.
+Source calls are rare (one per refresh, per context, per source), so one row each is cheap.
+Writing fails open: a database error is logged (one warning a minute per process) and the call
+goes on as if nothing happened. Rows older than DYNCONFIG_HEALTH_RETENTION (ISO 8601, default
+P7D) are deleted at most once an hour per process.
+
+The rules (docs/health.md), over the source's *recent* calls: its last `RECENT_CALLS` attempts
+within the last `RECENT_WINDOW`. Any outcome but success counts as a failure.
+
+    down      the source is switched off; or its breaker is open; or its last
+              `DOWN_AFTER_FAILURES` attempts all failed (so none succeeded since)
+    degraded  its breaker is half-open; or more than `MAX_ERROR_RATE` of its recent attempts
+              failed; or its recent successful attempts took more than `SLOW_MEAN_SECONDS` on
+              average (the seed's rule)
+    healthy   otherwise, including a source with no recent calls (nothing is known against it;
+              its reasons say "no calls in the last 15 minutes")
+
+Overall (`health_report`): healthy when every source is; down when some value type has every
+one of its sources down (it is then answered from its last good value or its fallback);
+degraded otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from sources.adapters.base import ErrorKind, SourceError, SourceResult
+from sources.breaker import HALF_OPEN, OPEN, BreakerState, breaker_state
+from sources.models import CallOutcome, Source, SourceCall, ValueTypeSource
+
+logger = logging.getLogger(__name__)
+
+HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
+_SEVERITY = {HEALTHY: 0, DEGRADED: 1, DOWN: 2}
+
+# Ten attempts say how a source is doing now: enough to see a trend, few enough that a restored
+# source shows healthy again after a handful of good calls.
+RECENT_CALLS = 10
+# ...within a quarter of an hour: older calls describe a source that may have changed since.
+RECENT_WINDOW = timedelta(minutes=15)
+# Three failed attempts in a row is one call_source that failed all its tries (or three calls
+# that each failed at once): the source does not answer now.
+DOWN_AFTER_FAILURES = 3
+# The seed's rule: a source whose answers take more than a second on average is degraded.
+SLOW_MEAN_SECONDS = 1.0
+# One failure in five is more than the blips retries are for.
+MAX_ERROR_RATE = 0.2
+# How long rows are kept when DYNCONFIG_HEALTH_RETENTION is not set: a week of trends.
+DEFAULT_RETENTION = timedelta(days=7)
+# Pruning is one indexed DELETE; once an hour per process keeps the table bounded for free.
+PRUNE_EVERY_SECONDS = 3600.0
+# A database that is down must not cost the log a warning per call.
+WARN_EVERY_SECONDS = 60.0
+# Reasons are sentences from our adapters; a longer one is cut, not stored whole.
+MAX_REASON_LENGTH = 500
+
+FAILED_WITHOUT_ANSWER = "the attempt ended without an answer"
+
+
+# The record ---------------------------------------------------------------------------------------
+
+
+def call_outcome(result_or_error: SourceResult | SourceError | None) -> str:
+    """The outcome of one attempt (a CallOutcome value) from what it returned or raised.
+
+    A timeout (SourceError.is_timeout) is `timeout`; a provider's throttle (HTTP 429, a quota:
+    `is_throttled`, or a wait the provider named in `retry_after`) and our own rate limit are
+    `rate_limited`; other RETRYABLE and TERMINAL errors (connection refused, 5xx, 4xx, a request
+    that could not be made) are `http_error`; None (an attempt that raised something else) too.
+    """
+    if isinstance(result_or_error, SourceResult):
+        return CallOutcome.SUCCESS
+    if not isinstance(result_or_error, SourceError):
+        return CallOutcome.HTTP_ERROR
+    error = result_or_error
+    if error.kind is ErrorKind.BREAKER_OPEN:
+        return CallOutcome.BREAKER_OPEN
+    if error.kind is ErrorKind.DISABLED:
+        return CallOutcome.DISABLED
+    if error.kind is ErrorKind.RATE_LIMITED:
+        return CallOutcome.RATE_LIMITED
+    if error.kind is ErrorKind.INVALID_DATA:
+        return CallOutcome.INVALID_DATA
+    if error.is_timeout:
+        return CallOutcome.TIMEOUT
+    if error.kind is ErrorKind.RETRYABLE and (error.is_throttled or error.retry_after is not None):
+        return CallOutcome.RATE_LIMITED
+    return CallOutcome.HTTP_ERROR
+
+
+def call_observed(source_name: str, result_or_error: SourceResult | SourceError | None, seconds: float) -> None:
+    """One attempt at `source_name` ended: record it and count it in the metrics. Never raises."""
+    outcome = call_outcome(result_or_error)
+    if isinstance(result_or_error, SourceError):
+        reason = result_or_error.reason
+    else:
+        reason = "" if outcome == CallOutcome.SUCCESS else FAILED_WITHOUT_ANSWER
+    call_record(source_name=source_name, outcome=outcome, seconds=seconds, reason=reason)
+    try:
+        from monitoring.metrics import source_call_observed
+
+        source_call_observed(source_name, str(outcome), seconds)
+    except Exception as error:  # noqa: BLE001 - metrics must never fail the call they count
+        _warn("source call not counted in the metrics", error)
+
+
+def call_record(*, source_name: str, outcome: str, seconds: float, reason: str = "") -> None:
+    """Append one attempt to the shared record (and prune it when due). Never raises.
+
+    The row is written in a savepoint, so that inside a caller's transaction a failure here
+    leaves that transaction as it was (and the row shares its fate). A connection this opened
+    is closed again: the engine calls sources from a pool of threads, which would otherwise
+    each keep one open.
+    """
+    had_connection = connection.connection is not None
+    try:
+        with transaction.atomic():
+            SourceCall.objects.create(
+                source_name=source_name,
+                outcome=str(outcome),
+                seconds=max(0.0, float(seconds)),
+                reason=reason.replace("\x00", "")[:MAX_REASON_LENGTH],  # PostgreSQL text refuses NUL
+                called_at=timezone.now(),
+            )
+        _prune_if_due()
+    # Fails open (the module docstring): a DatabaseError, or anything the database layer raises
+    # where database access is not allowed at all.
+    except Exception as error:  # noqa: BLE001
+        _warn(f"call to {source_name} not recorded", error)
+    finally:
+        if not had_connection and not connection.in_atomic_block:
+            try:
+                connection.close()
+            except DatabaseError:
+                pass  # a connection that will not close cleanly is gone either way
+
+
+def health_retention() -> timedelta:
+    """How long call rows are kept (DYNCONFIG_HEALTH_RETENTION, an ISO 8601 duration)."""
+    from config.durations import parse_duration
+
+    configured = getattr(settings, "DYNCONFIG_HEALTH_RETENTION", None)
+    if not configured:
+        return DEFAULT_RETENTION
+    try:
+        return parse_duration(configured)
+    except ValueError as error:
+        _warn("DYNCONFIG_HEALTH_RETENTION ignored, keeping a week", error)
+        return DEFAULT_RETENTION
+
+
+_prune_lock = threading.Lock()
+_next_prune_at = 0.0  # time.monotonic() when this process prunes next
+_warned_at: dict[str, float] = {}
+
+
+def _prune_if_due() -> None:
+    global _next_prune_at
+    with _prune_lock:
+        if time.monotonic() < _next_prune_at:
+            return
+        _next_prune_at = time.monotonic() + PRUNE_EVERY_SECONDS
+    with transaction.atomic():
+        SourceCall.objects.filter(called_at__lt=timezone.now() - health_retention()).delete()
+
+
+def _warn(what: str, error: Exception) -> None:
+    now = time.monotonic()
+    if now - _warned_at.get(what, -math.inf) >= WARN_EVERY_SECONDS:
+        _warned_at[what] = now
+        logger.warning("%s (said once a minute): %s: %s", what, type(error).__name__, error)
+
+
+# Health -------------------------------------------------------------------------------------------
+
+
+def health_thresholds() -> dict[str, Any]:
+    """The rules' numbers, as the API shows them."""
+    return {
+        "recent_calls": RECENT_CALLS,
+        "recent_window_seconds": int(RECENT_WINDOW.total_seconds()),
+        "down_after_failures": DOWN_AFTER_FAILURES,
+        "slow_mean_seconds": SLOW_MEAN_SECONDS,
+        "max_error_rate": MAX_ERROR_RATE,
+    }
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """One source's health now: its status, why, and the numbers behind it."""
+
+    name: str
+    status: str  # healthy | degraded | down
+    reasons: tuple[str, ...]  # plain sentences, the worst first; empty when healthy with calls
+    breaker: BreakerState
+    calls: int  # recent attempts (at most RECENT_CALLS, within RECENT_WINDOW)
+    errors: int  # ... of which failed
+    error_rate: float | None  # errors / calls; None without recent calls
+    mean_seconds: float | None  # of the recent successful attempts; None without any
+    p50_seconds: float | None
+    p95_seconds: float | None
+    last_success_at: datetime | None  # over the whole record, not only the recent calls
+    last_failure_at: datetime | None
+    last_failure_reason: str  # "<outcome>: <reason>"; "" without a failure
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: times in ISO 8601, the breaker as sources.breaker.BreakerState.as_dict."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "reasons": list(self.reasons),
+            "breaker": self.breaker.as_dict(),
+            "calls": self.calls,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "mean_seconds": self.mean_seconds,
+            "p50_seconds": self.p50_seconds,
+            "p95_seconds": self.p95_seconds,
+            "last_success_at": _iso(self.last_success_at),
+            "last_failure_at": _iso(self.last_failure_at),
+            "last_failure_reason": self.last_failure_reason,
+        }
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Every source's health and the overall status."""
+
+    status: str
+    reasons: tuple[str, ...]
+    sources: tuple[SourceHealth, ...]
+    thresholds: dict[str, Any] = field(default_factory=health_thresholds)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What /api/v1/health/ answers."""
+        return {
+            "status": self.status,
+            "reasons": list(self.reasons),
+            "sources": {health.name: health.as_dict() for health in self.sources},
+            "thresholds": self.thresholds,
+        }
+
+
+def source_health(name: str, *, is_enabled: bool | None = None) -> SourceHealth:
+    """The health of source `name` now. `is_enabled` as the caller read it, else looked up (a
+    name with no Source row is judged by its calls alone)."""
+    if is_enabled is None:
+        is_enabled = Source.objects.filter(name=name).values_list("is_enabled", flat=True).first() is not False
+    return _source_health(name, is_enabled=is_enabled)
+
+
+def sources_health() -> list[dict[str, Any]]:
+    """Every source's health, JSON-ready (SourceHealth.as_dict), by name."""
+    return [health.as_dict() for health in health_report().sources]
+
+
+def health_report() -> HealthReport:
+    """Every source's health and the overall status (module docstring). If the database cannot
+    be read, says so as a degraded report with no sources rather than failing."""
+    try:
+        sources = list(Source.objects.order_by("name").values_list("name", "is_enabled"))
+        links = list(ValueTypeSource.objects.values_list("value_type__key", "source__name"))
+        healths = tuple(_source_health(name, is_enabled=is_enabled) for name, is_enabled in sources)
+    except DatabaseError as error:
+        _warn("source health not read", error)
+        return HealthReport(DEGRADED, ("the database is unavailable: source health cannot be read",), ())
+    status_of = {health.name: health.status for health in healths}
+    sources_of: dict[str, list[str]] = {}
+    for value_type, source_name in links:
+        sources_of.setdefault(value_type, []).append(source_name)
+    down_types = [
+        f"every source of {value_type} is down ({', '.join(sorted(names))}): it is answered from "
+        "its last good value or its fallback"
+        for value_type, names in sorted(sources_of.items())
+        if all(status_of.get(name) == DOWN for name in names)
+    ]
+    unhealthy = [f"{health.name} is {health.status}" for health in healths if health.status != HEALTHY]
+    status = DOWN if down_types else DEGRADED if unhealthy else HEALTHY
+    reasons = down_types + unhealthy
+    return HealthReport(status, tuple(reasons), healths)
+
+
+def _source_health(name: str, *, is_enabled: bool) -> SourceHealth:
+    now = timezone.now()
+    breaker = breaker_state(name)
+    calls = SourceCall.objects.filter(source_name=name)
+    recent = list(
+        calls.filter(called_at__gte=now - RECENT_WINDOW)
+        .order_by("-called_at", "-id")
+        .values_list("outcome", "seconds", "reason")[:RECENT_CALLS]
+    )
+    newest_first = calls.order_by("-called_at", "-id")
+    last_success_at = newest_first.filter(outcome=CallOutcome.SUCCESS).values_list("called_at", flat=True).first()
+    last_failure = newest_first.exclude(outcome=CallOutcome.SUCCESS).values_list("called_at", "outcome", "reason").first()
+    failures = [(outcome, reason) for outcome, _, reason in recent if outcome != CallOutcome.SUCCESS]
+    successful_seconds = sorted(seconds for outcome, seconds, _ in recent if outcome == CallOutcome.SUCCESS)
+    mean = sum(successful_seconds) / len(successful_seconds) if successful_seconds else None
+    error_rate = len(failures) / len(recent) if recent else None
+
+    findings: list[tuple[str, str]] = []  # (status, reason)
+    if not is_enabled:
+        findings.append((DOWN, "the source is switched off (is_enabled is false): it is not called"))
+    if breaker.state == OPEN:
+        findings.append((DOWN, f"its breaker is {breaker.summary()}: calls are refused"))
+    elif breaker.state == HALF_OPEN:
+        findings.append((DEGRADED, "its breaker is half-open: trial calls decide whether it closes"))
+    latest = recent[:DOWN_AFTER_FAILURES]
+    if len(latest) == DOWN_AFTER_FAILURES and all(outcome != CallOutcome.SUCCESS for outcome, _, _ in latest):
+        outcome, _, reason = latest[0]
+        findings.append(
+            (DOWN, f"its last {DOWN_AFTER_FAILURES} calls failed, the latest with {_failure_text(outcome, reason)}")
+        )
+    if error_rate is not None and error_rate > MAX_ERROR_RATE:
+        findings.append(
+            (
+                DEGRADED,
+                f"{len(failures)} of its last {len(recent)} calls failed ({error_rate:.0%}, over "
+                f"{MAX_ERROR_RATE:.0%})",
+            )
+        )
+    if mean is not None and mean > SLOW_MEAN_SECONDS:
+        findings.append(
+            (
+                DEGRADED,
+                f"its recent successful calls took {mean:.2f} s on average, over {SLOW_MEAN_SECONDS:g} s",
+            )
+        )
+    if not recent:
+        minutes = int(RECENT_WINDOW.total_seconds() // 60)
+        findings.append((HEALTHY, f"no calls in the last {minutes} minutes: nothing known against it"))
+    findings.sort(key=lambda finding: -_SEVERITY[finding[0]])
+    status = findings[0][0] if findings else HEALTHY
+    return SourceHealth(
+        name=name,
+        status=status,
+        reasons=tuple(reason for _, reason in findings),
+        breaker=breaker,
+        calls=len(recent),
+        errors=len(failures),
+        error_rate=error_rate,
+        mean_seconds=mean,
+        p50_seconds=percentile(successful_seconds, 0.50),
+        p95_seconds=percentile(successful_seconds, 0.95),
+        last_success_at=last_success_at,
+        last_failure_at=last_failure[0] if last_failure else None,
+        last_failure_reason=_failure_text(last_failure[1], last_failure[2]) if last_failure else "",
+    )
+
+
+def percentile(ordered: Sequence[float], share: float) -> float | None:
+    """The nearest-rank percentile of `ordered` (sorted ascending); None when empty."""
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def _failure_text(outcome: str, reason: str) -> str:
+    return f"{outcome}: {reason}" if reason else outcome
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
