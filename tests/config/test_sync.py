@@ -307,7 +307,7 @@ def test_sync__changed_update_frequency__shows_old_to_new_and_writes_one_audit_e
     assert (entry.object_type, entry.object_repr) == ("values.valuetype", "budget_thresholds")
     assert entry.before["update_frequency"] == duration_iso_string(timedelta(hours=6))
     assert entry.after["update_frequency"] == duration_iso_string(timedelta(hours=2))
-    assert {name for name in entry.before if entry.before[name] != entry.after[name]} == {"update_frequency"}
+    assert {name for name in entry.before if entry.before[name] != entry.after[name]} == {"update_frequency", "version"}  # every edit raises the version
     assert "No changes" in sync("--file", str(path))
 
 
