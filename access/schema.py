@@ -11,9 +11,6 @@ from rest_framework import permissions
 
 from access.permissions import CanReadValues, ReadOrWriteValues
 
-# Permissions under which a safe (read) request needs no sign-in where anonymous reads are on.
-ANONYMOUS_READ_PERMISSIONS = (CanReadValues, ReadOrWriteValues)
-
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
     target_class = "access.authentication.ApiTokenAuthentication"
@@ -38,8 +35,13 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
 
 def _is_anonymous_read(auto_schema) -> bool:
-    """Whether this deployment serves the operation without sign-in (DYNCONFIG_ANONYMOUS_READS)."""
-    if not settings.DYNCONFIG_ANONYMOUS_READS or auto_schema.method not in permissions.SAFE_METHODS:
+    """Whether this deployment serves the operation without sign-in (DYNCONFIG_ANONYMOUS_READS):
+    a read, by its permissions (planning's POSTs and the batch read are reads too)."""
+    if not settings.DYNCONFIG_ANONYMOUS_READS:
         return False
+    is_safe_method = auto_schema.method in permissions.SAFE_METHODS
     view_permissions = auto_schema.view.get_permissions()
-    return bool(view_permissions) and all(isinstance(p, ANONYMOUS_READ_PERMISSIONS) for p in view_permissions)
+    return bool(view_permissions) and all(
+        isinstance(permission, CanReadValues) or (is_safe_method and isinstance(permission, ReadOrWriteValues))
+        for permission in view_permissions
+    )

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -37,6 +38,7 @@ def _kept_headers(response: Response) -> dict:
     return {name: value for name, value in response.items() if name in ("WWW-Authenticate", "Retry-After", "Allow")}
 
 
+@csrf_exempt  # it changes nothing; else a POST to an unknown API path got Django's HTML CSRF page
 def json_404(request, exception=None):
     return JsonResponse(error_body(404, "not_found", f"Nothing at {request.path}."), status=status.HTTP_404_NOT_FOUND)
 

@@ -13,10 +13,37 @@ differs from development by environment variables, not by code:
     ALLOWED_HOSTS         comma-separated; default 127.0.0.1,localhost outside production
     DEBUG                 default on in development only; production refuses to start with it on
 
+API access and security (docs/security.md):
+
+    DYNCONFIG_ANONYMOUS_READS      value reads without a token; default on outside production
+    DYNCONFIG_TOKEN_CACHE_SECONDS  how long a process trusts a token it looked up (default 5):
+                                   a revoked token works elsewhere for at most that long
+    DYNCONFIG_THROTTLE_READ        rate of GET/HEAD/OPTIONS per token, or per IP without one
+                                   (default 6000/min; `off` for no limit)
+    DYNCONFIG_THROTTLE_WRITE       rate of the other methods, likewise (default 120/min)
+    DYNCONFIG_NUM_PROXIES          proxies in front of the app, to find the client IP in
+                                   X-Forwarded-For (default 1 behind a TLS proxy, else 0)
+    DYNCONFIG_BEHIND_TLS_PROXY     trust X-Forwarded-Proto: https (default on in production)
+    SECURE_SSL_REDIRECT            redirect http to https (default on in production)
+    SECURE_HSTS_SECONDS            HSTS max-age (default a year in production, else 0: none)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS, SECURE_HSTS_PRELOAD   default on in production
+    SECURE_COOKIES                 session and CSRF cookies over https only (default on in production)
+    CSRF_TRUSTED_ORIGINS           comma-separated origins (https://ops.example.com) allowed to POST
+    DYNCONFIG_ADMIN_PATH           where the admin lives (default admin/)
+
+Monitoring (docs/monitoring.md):
+
+    DYNCONFIG_METRICS_DIR   prometheus_client's multiprocess files, shared by every process of a
+                            host (default var/metrics); empty it when none runs
+    DYNCONFIG_LOG_FORMAT    json | plain (default json in production, plain elsewhere)
+    LOG_LEVEL               the root logger's level (default INFO)
+
 Runtime values (value types, sources, weights, overrides) are data in the database, edited by
 operators; see config/README.md for where that line is drawn.
 """
 
+import os
+import re
 from pathlib import Path
 
 import environ
@@ -35,6 +62,16 @@ if DYNCONFIG_ENV not in ENVIRONMENTS:
         f"DYNCONFIG_ENV={DYNCONFIG_ENV!r} is not one of {', '.join(ENVIRONMENTS)}."
     )
 IS_PRODUCTION = DYNCONFIG_ENV == "production"
+
+# Prometheus metrics are summed over every process (web workers, Celery workers): each writes
+# its numbers to files in this directory (prometheus_client's multiprocess mode), and /metrics
+# adds them up. prometheus_client reads PROMETHEUS_MULTIPROC_DIR once, when it is first imported,
+# so it is exported here: every process (manage.py, wsgi, celery) loads these settings before any
+# of our code imports prometheus_client. monitoring/metrics.py checks it again for a process that
+# imported prometheus_client earlier (gunicorn's master, through deploy/gunicorn.conf.py).
+DYNCONFIG_METRICS_DIR = Path(env.str("DYNCONFIG_METRICS_DIR", default=str(VAR_DIR / "metrics")))
+DYNCONFIG_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(DYNCONFIG_METRICS_DIR)
 
 DYNCONFIG_CONFIG_DIR = Path(env.str("DYNCONFIG_CONFIG_DIR", default="config/environments"))
 if not DYNCONFIG_CONFIG_DIR.is_absolute():
@@ -74,6 +111,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request, other middleware's included, carries its id.
+    "monitoring.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -154,6 +193,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 # How often beat runs the dispatcher that reads each value type's schedule from the database.
 DYNCONFIG_DISPATCH_INTERVAL = env.float("DYNCONFIG_DISPATCH_INTERVAL", default=10.0)
+# How long the record of source calls (source health) is kept: an ISO 8601 duration.
+DYNCONFIG_HEALTH_RETENTION = env.str("DYNCONFIG_HEALTH_RETENTION", default="P7D")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -173,6 +214,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 ADMIN_PATH = env.str("DYNCONFIG_ADMIN_PATH", default="admin/")
 
+
+
+def _throttle_rate(variable: str, *, default: str) -> str | None:
+    """A DRF rate such as `6000/min` (per second, minute, hour or day); `off`: no limit."""
+    rate = env.str(variable, default=default).strip()
+    if rate.lower() == "off":
+        return None
+    if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", rate):
+        raise ImproperlyConfigured(f"{variable}={rate!r} is not a rate such as 6000/min, 100/s, or off.")
+    return rate
+
+
+# Whether a reverse proxy terminates TLS in front of us and says so in X-Forwarded-Proto.
+BEHIND_TLS_PROXY = env.bool("DYNCONFIG_BEHIND_TLS_PROXY", default=IS_PRODUCTION)
+
 REST_FRAMEWORK = {
     # The token first: its `WWW-Authenticate: Bearer` makes a missing credential a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -183,22 +239,104 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "dynconfig_site.api_errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Per token, or per client IP (access/throttling.py); 429 with Retry-After past the rate.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "access.throttling.ReadRateThrottle",
+        "access.throttling.WriteRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "read": _throttle_rate("DYNCONFIG_THROTTLE_READ", default="6000/min"),
+        "write": _throttle_rate("DYNCONFIG_THROTTLE_WRITE", default="120/min"),
+    },
+    # The client's address is the one our last proxy appended to X-Forwarded-For; what a client
+    # sends there itself is not trusted (it would pick its own rate-limit bucket).
+    "NUM_PROXIES": env.int("DYNCONFIG_NUM_PROXIES", default=1 if BEHIND_TLS_PROXY else 0),
 }
+# How long a process trusts a token it looked up (access/authentication.py): a revoked token
+# keeps working in other processes for at most this many seconds.
+DYNCONFIG_TOKEN_CACHE_SECONDS = env.float("DYNCONFIG_TOKEN_CACHE_SECONDS", default=5.0)
 # Whether value reads need no sign-in (never in production).
 DYNCONFIG_ANONYMOUS_READS = env.bool("DYNCONFIG_ANONYMOUS_READS", default=not IS_PRODUCTION)
 
-if IS_PRODUCTION:
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The OpenAPI schema (/api/schema/) and its Swagger UI (/api/docs/), by drf-spectacular.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "DynConfig API",
+    "DESCRIPTION": (
+        "Dynamic configuration values for the campaign planner: each value resolved with its "
+        "provenance (which tier served it, which sources contributed), plus the operator "
+        "endpoints (overrides, fallbacks, refresh, rollback, source breakers).\n\n"
+        "Authenticate with `Authorization: Bearer <token>` (scopes `values:read`, `values:write`, "
+        "`sources:manage`) or an admin session. Every error has one shape: "
+        "`{\"error\": {\"status\", \"code\", \"message\", \"fields\"?}}`."
+    ),
+    "VERSION": "1.0.0",
+    # Operations tagged (grouped in Swagger UI) by the path segment after /api/v1/: values, sources...
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    # The schema and the docs are readable by whoever may read values (anonymous in development).
+    "SERVE_PERMISSIONS": ["access.permissions.CanReadValues"],
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema endpoint is not part of the API it describes
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: no CDN, nothing external.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Separate request and response components, so read-only fields are not asked for as input.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # One name for a choice set several serializers share (else drf-spectacular invents a hash).
+    "ENUM_NAME_OVERRIDES": {"HealthStatusEnum": ["healthy", "degraded", "down"]},
+    # Every operation documents the one error format (dynconfig_site/api_schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "dynconfig_site.api_schema.add_error_responses",
+    ],
+}
 
+# Security headers and cookies (`manage.py check --deploy` is clean in production). Production
+# defaults assume HTTPS only; development keeps working over plain http.
+if BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=IS_PRODUCTION)
+# Probes call the app directly over http (no proxy, no X-Forwarded-Proto): no redirect for them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# A year, what the browsers' preload lists ask for. 0 (no HSTS) outside production: browsers
+# would otherwise insist on https for localhost.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if IS_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=IS_PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=IS_PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=IS_PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+# No script of ours reads the CSRF cookie (forms and the API docs page embed the token).
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Logs: one line per record on stderr, JSON in production (for a log pipeline), plain text
+# elsewhere. The filter adds request_id (and value_type / source when the code passes them); the
+# formatters mask credentials that would slip into a line (monitoring/logging.py, docs/monitoring.md).
+DYNCONFIG_LOG_FORMAT = env.str("DYNCONFIG_LOG_FORMAT", default="json" if IS_PRODUCTION else "plain")
+if DYNCONFIG_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"DYNCONFIG_LOG_FORMAT={DYNCONFIG_LOG_FORMAT!r} is not json or plain.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "monitoring.logging.LogContextFilter"}},
+    "formatters": {
+        "plain": {"()": "monitoring.logging.PlainFormatter"},
+        "json": {"()": "monitoring.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": DYNCONFIG_LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+# Celery workers and beat log through the same handler (same format, filters) instead of Celery's.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from dynconfig_site.api_errors import json_404
+from dynconfig_site.api_schema import SchemaApi, SchemaDocsPage
 from sources.views import simulator
 
 admin.site.site_header = "DynConfig"
@@ -14,6 +15,9 @@ urlpatterns = [
     path("api/v1/", include("sources.urls")),
     path("api/v1/", include("planning.urls")),
     path("api/v1/", include("monitoring.api_urls")),
+    # The OpenAPI schema (?format=json for JSON, else YAML) and Swagger UI over it (local assets).
+    path("api/schema/", SchemaApi.as_view(), name="schema"),
+    path("api/docs/", SchemaDocsPage.as_view(url_name="schema"), name="api-docs"),
     # Django's handler404 only answers with DEBUG off; the API answers JSON always.
     re_path(r"^api/", json_404),
     path(f"{settings.ADMIN_PATH}dashboard/", include("monitoring.dashboard_urls")),
