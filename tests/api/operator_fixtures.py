@@ -4,7 +4,6 @@ refused request must leave untouched."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,24 +11,15 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from access.authentication import token_hash
-from access.models import ApiToken, Scope
+from access.models import Scope
 from values.history import config_versions
 from values.models import AuditEntry, Override, ValueType
+from tests.tokens import token_client
 
 WRITER_NAME = "ops-writer"
 WRITER_ACTOR = f"token:{WRITER_NAME}"
 # The product requirement: an operator's change is served everywhere within this many seconds.
 PROPAGATION_LIMIT = 1.0
-
-
-def token_client(name: str, scopes: list[str]) -> APIClient:
-    """An API client sending a new token of `scopes` (unique, so no process cache can mix them up)."""
-    token = secrets.token_urlsafe(32)
-    ApiToken.objects.create(name=name, prefix=token[:8], token_hash=token_hash(token), scopes=scopes)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 @pytest.fixture

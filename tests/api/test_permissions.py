@@ -14,7 +14,6 @@ URL resolver has must have its row here."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +23,11 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from access.authentication import token_hash
-from access.models import ApiToken, Scope
+from access.models import Scope
 from tests.api.test_schema import api_routes
 from values.models import ValueRecord, ValueType
 from values.services import override_create
+from tests.tokens import token_client
 
 ANONYMOUS = "anonymous"
 READ_TOKEN = "read token"
@@ -153,14 +152,6 @@ REQUESTS: dict[tuple[str, str], Callable[[], Call]] = {
 
 
 # The callers ------------------------------------------------------------------------------------
-
-
-def token_client(name: str, scopes: list[str]) -> APIClient:
-    token = secrets.token_urlsafe(32)
-    ApiToken.objects.create(name=name, prefix=token[:8], token_hash=token_hash(token), scopes=scopes)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 @pytest.fixture

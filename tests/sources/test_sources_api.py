@@ -5,20 +5,19 @@ history, refused without the sources:manage scope, with a bad body or for an unk
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
 from django.core.cache import caches
 from rest_framework.test import APIClient
 
-from access.authentication import token_hash
-from access.models import ApiToken, Scope
+from access.models import Scope
 from sources.breaker import breaker_reset, breaker_state, shared_redis
 from sources.models import Source
 from sources.models import SourceCall as SourceCallRow
 from sources.services import source_test_connection
 from tests.sources.test_breaker import disposable_redis
 from values.models import AuditEntry
+from tests.tokens import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -32,14 +31,6 @@ MARKET_ANSWER = {
     "large_business_spending_median": 600000,
     "enterprise_spending_median": 2400000,
 }
-
-
-def token_client(name: str, scopes: list[str]) -> APIClient:
-    token = secrets.token_urlsafe(32)
-    ApiToken.objects.create(name=name, prefix=token[:8], token_hash=token_hash(token), scopes=scopes)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 @pytest.fixture(autouse=True)
