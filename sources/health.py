@@ -2,8 +2,8 @@
 
 The record. Every attempt to call a source (`sources.calls._attempt`: retries are attempts of
 their own, and so are the breaker's and the rate limit's refusals) ends in `call_observed`,
-which classifies it (`call_outcome`), writes one `SourceCall` row (`call_record`) and reports it
-to the metrics (`monitoring.metrics.source_call_observed`). The rows live in the database, so
+which classifies it (`call_outcome`), has one `SourceCall` row written (`recorder`: a background
+writer, off the call's path; `call_record` writes a row) and reports it to the metrics (`monitoring.metrics.source_call_observed`). The rows live in the database, so
 that the web processes and every Celery worker write to one record and read the same health.
 Source calls are rare (one per refresh, per context, per source), so one row each is cheap.
 Writing fails open: a database error is logged (one warning a minute per process) and the call
@@ -28,8 +28,10 @@ degraded otherwise.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -112,7 +114,7 @@ def call_observed(source_name: str, result_or_error: SourceResult | SourceError 
         reason = result_or_error.reason
     else:
         reason = "" if outcome == CallOutcome.SUCCESS else FAILED_WITHOUT_ANSWER
-    call_record(source_name=source_name, outcome=outcome, seconds=seconds, reason=reason)
+    recorder.add(source_name=source_name, outcome=outcome, seconds=seconds, reason=reason)
     try:
         from monitoring.metrics import source_call_observed
 
@@ -125,11 +127,9 @@ def call_record(*, source_name: str, outcome: str, seconds: float, reason: str =
     """Append one attempt to the shared record (and prune it when due). Never raises.
 
     The row is written in a savepoint, so that inside a caller's transaction a failure here
-    leaves that transaction as it was (and the row shares its fate). A connection this opened
-    is closed again: the engine calls sources from a pool of threads, which would otherwise
-    each keep one open.
+    leaves that transaction as it was (and the row shares its fate). Calls are recorded through
+    `recorder` (a background writer); this writes at once, on the caller's connection.
     """
-    had_connection = connection.connection is not None
     try:
         with transaction.atomic():
             SourceCall.objects.create(
@@ -144,12 +144,67 @@ def call_record(*, source_name: str, outcome: str, seconds: float, reason: str =
     # where database access is not allowed at all.
     except Exception as error:  # noqa: BLE001
         _warn(f"call to {source_name} not recorded", error)
-    finally:
-        if not had_connection and not connection.in_atomic_block:
+
+
+class CallRecorder:
+    """Writes the record off the call's path: `call_observed` hands each row to one background
+    thread per process, which writes what has gathered with `call_record`.
+
+    Why: a source call is answered from a pool of threads, and writing there cost each cold read
+    a database connection of its own (opened and closed around one INSERT, ~5 ms); and a database
+    that hangs would have held up the call. A process's own reads of the record (`health_report`,
+    `source_health`, the selectors) first wait for its pending rows (`flush`), so what it just
+    called is in what it reads; other processes see a row once written, within milliseconds.
+    """
+
+    # A process that exits (or a reader that flushes) waits no longer than this for the writer.
+    FLUSH_TIMEOUT_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._pending: list[dict[str, Any]] = []
+        self._is_writing = False
+        self._pid: int | None = None
+
+    def add(self, **row: Any) -> None:
+        with self._condition:
+            if self._pid != os.getpid():  # first use in this process (or a forked child): a writer
+                self._pending, self._is_writing, self._pid = [], False, os.getpid()
+                threading.Thread(target=self._write_forever, name="dynconfig-call-record", daemon=True).start()
+            self._pending.append(row)
+            self._condition.notify_all()
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> bool:
+        """Wait until every row handed over in this process is written (or failed); False if the
+        writer is still busy after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self._pid == os.getpid() and (self._pending or self._is_writing):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(remaining)
+        return True
+
+    def _write_forever(self) -> None:
+        while True:
+            with self._condition:
+                while not self._pending:
+                    self._condition.wait()
+                rows, self._pending, self._is_writing = self._pending, [], True
             try:
+                for row in rows:
+                    call_record(**row)
+            finally:
+                # No idle connection per process (nor one left open on a test database).
                 connection.close()
-            except DatabaseError:
-                pass  # a connection that will not close cleanly is gone either way
+                with self._condition:
+                    self._is_writing = False
+                    self._condition.notify_all()
+
+
+recorder = CallRecorder()
+atexit.register(recorder.flush)
 
 
 def health_retention() -> timedelta:
@@ -261,6 +316,7 @@ class HealthReport:
 def source_health(name: str, *, is_enabled: bool | None = None) -> SourceHealth:
     """The health of source `name` now. `is_enabled` as the caller read it, else looked up (a
     name with no Source row is judged by its calls alone)."""
+    recorder.flush()
     if is_enabled is None:
         is_enabled = Source.objects.filter(name=name).values_list("is_enabled", flat=True).first() is not False
     return _source_health(name, is_enabled=is_enabled)
@@ -274,6 +330,7 @@ def sources_health() -> list[dict[str, Any]]:
 def health_report() -> HealthReport:
     """Every source's health and the overall status (module docstring). If the database cannot
     be read, says so as a degraded report with no sources rather than failing."""
+    recorder.flush()
     try:
         sources = list(Source.objects.order_by("name").values_list("name", "is_enabled"))
         links = list(ValueTypeSource.objects.values_list("value_type__key", "source__name"))

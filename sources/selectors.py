@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from sources.health import percentile
+from sources.health import percentile, recorder
 from sources.models import CallOutcome, Source, SourceCall, ValueTypeSource
 
 # A series longer than this is a bucket size mistaken for another unit, not a chart.
@@ -34,6 +34,7 @@ def source_get(name: str) -> Source | None:
 
 def source_call_list(name: str, *, limit: int = RECENT_CALL_LIMIT) -> list[SourceCall]:
     """The newest `limit` recorded attempts at source `name`, newest first."""
+    recorder.flush()
     return list(SourceCall.objects.filter(source_name=name).order_by("-called_at", "-id")[:limit])
 
 
@@ -48,6 +49,7 @@ def source_call_series(name: str, since: datetime, bucket_seconds: int) -> list[
     """
     if bucket_seconds < 1:
         raise ValueError(f"bucket_seconds must be at least 1, not {bucket_seconds}")
+    recorder.flush()
     now = timezone.now()
     count = max(1, -(-int((now - since).total_seconds()) // bucket_seconds))
     if count > MAX_SERIES_BUCKETS:

@@ -67,6 +67,7 @@ def call(source: SourceConfig, budget: float = 3.0) -> str:
 
 def recorded(name: str) -> list[tuple[str, str]]:
     """(outcome, reason) of each recorded attempt at `name`, oldest first."""
+    assert health.recorder.flush()
     return list(SourceCallRow.objects.filter(source_name=name).order_by("called_at", "id").values_list("outcome", "reason"))
 
 
@@ -82,6 +83,7 @@ def test_call__source_answers__one_success_row_with_its_time(local_server, name)
 
     assert call(make_source(local_server.url, name)) == "ok"
 
+    assert health.recorder.flush()
     [row] = SourceCallRow.objects.filter(source_name=name)
     assert (row.outcome, row.reason) == ("success", "")
     assert row.seconds > 0
@@ -173,7 +175,7 @@ class Rollback(Exception):
     """Leaves a transaction block by rolling it back."""
 
 
-def test_call__database_refuses_the_record__call_still_answers_and_warns(local_server, name, caplog):
+def test_call__caller_transaction_broken__call_answers_and_is_recorded_anyway(local_server, name):
     local_server.route("GET", PATH, json=ANSWER)
     source = make_source(local_server.url, name)
 
@@ -181,13 +183,23 @@ def test_call__database_refuses_the_record__call_still_answers_and_warns(local_s
         # A failed statement aborts the transaction: PostgreSQL refuses every query after it.
         with pytest.raises(DatabaseError), connection.cursor() as cursor:
             cursor.execute("SELECT * FROM no_such_table_for_health")
-        with caplog.at_level(logging.WARNING, logger="sources.health"):
-            result = call_source(SourceCall(source=source, value_type="test", context={}, timeout_budget=3.0))
+        result = call_source(SourceCall(source=source, value_type="test", context={}, timeout_budget=3.0))
         raise Rollback
 
     assert result.data == ANSWER
-    assert any(f"call to {name} not recorded" in record.getMessage() for record in caplog.records)
     assert local_server.calls(PATH) == 1
+    assert outcomes(name) == ["success"]  # written by the recorder, outside the caller's transaction
+
+
+def test_call_record__database_refuses_the_row__warns_and_does_not_raise(name, caplog):
+    with pytest.raises(Rollback), transaction.atomic():
+        with pytest.raises(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table_for_health")
+        with caplog.at_level(logging.WARNING, logger="sources.health"):
+            call_record(source_name=name, outcome="success", seconds=0.1)
+        raise Rollback
+
+    assert any(f"call to {name} not recorded" in record.getMessage() for record in caplog.records)
 
 
 def test_call__inside_a_healthy_transaction__record_leaves_it_usable(local_server, name):
