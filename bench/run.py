@@ -589,8 +589,15 @@ def profile(kind: str, iterations: dict[str, int]) -> None:
         stats.sort_stats("tottime").print_stats(30)
         stats.sort_stats("cumulative").print_stats(40)
         return
+    from values.models import ResolvedValue
+
     raw = redis.Redis.from_url(os.environ["REDIS_URL"])
-    prepare = {"l1": None, "l2": l1.clear, "l3": lambda: (l1.clear(), raw.flushdb())}[kind]
+    prepare = {
+        "l1": None,
+        "l2": l1.clear,
+        "l3": lambda: (l1.clear(), raw.flushdb()),
+        "cold": lambda: (l1.clear(), raw.flushdb(), ResolvedValue.objects.filter(value_type__key=KEY).delete()),
+    }[kind]
     n = iterations[kind]
     get_value(KEY, CONTEXT)
     profiler = cProfile.Profile()
@@ -600,7 +607,7 @@ def profile(kind: str, iterations: dict[str, int]) -> None:
         profiler.enable()
         get_value(KEY, CONTEXT)
         profiler.disable()
-    print(f"cProfile of {n} get_value {kind.upper()} hits (only the get_value calls are profiled)")
+    print(f"cProfile of {n} get_value {kind.upper()} reads (only the get_value calls are profiled)")
     stats = pstats.Stats(profiler).strip_dirs()
     stats.sort_stats("tottime").print_stats(25)
     stats.sort_stats("cumulative").print_stats(30)
@@ -620,7 +627,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternated load runs per endpoint (default 3)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--profile", choices=("l1", "l2", "l3", "http"),
+    parser.add_argument("--profile", choices=("l1", "l2", "l3", "cold", "http"),
                         help="cProfile one kind of read (http: in-process API requests) and stop")  # fmt: skip
     args = parser.parse_args()
     iterations = dict(ITERATIONS)

@@ -196,12 +196,15 @@ def l3_set(value_type: ValueTypeConfig, context_key: str, answer: Answer) -> Non
         "provenance": answer.provenance.as_dict(),
         "fetched_at": answer.provenance.fetched_at,
     }
+    latest = {**fields, "fingerprint": value_type.fingerprint, "expires_at": answer.provenance.expires_at}
     try:
         with transaction.atomic():
-            ResolvedValue.objects.update_or_create(
-                value_type_id=value_type.id,
-                context_key=context_key,
-                defaults={**fields, "fingerprint": value_type.fingerprint, "expires_at": answer.provenance.expires_at},
+            # One upsert statement (a cold read waits for this write).
+            ResolvedValue.objects.bulk_create(
+                [ResolvedValue(value_type_id=value_type.id, context_key=context_key, **latest)],
+                update_conflicts=True,
+                unique_fields=["value_type", "context_key"],
+                update_fields=list(latest),
             )
             ValueRecord.objects.create(value_type_id=value_type.id, context_key=context_key, **fields)
     except DatabaseError as error:
