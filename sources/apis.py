@@ -226,16 +226,7 @@ class SourceBreakerResetApi(APIView):
         responses={200: BreakerChangeOutputSerializer, **error_responses(400, 404), 503: BREAKER_UNAVAILABLE},
     )
     def post(self, request: Request, name: str) -> Response:
-        source = _source_or_404(name)
-        serializer = BreakerResetInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        try:
-            state = source_breaker_reset(
-                source=source, actor=actor_of(request.user), channel=API_CHANNEL, **serializer.validated_data
-            )
-        except BreakerUnavailable as error:
-            raise BreakerUnavailableError(str(error)) from error
-        return Response(BreakerChangeOutputSerializer({"source": source.name, "breaker": state.as_dict()}).data)
+        return _breaker_changed(request, name, BreakerResetInputSerializer, source_breaker_reset)
 
 
 class SourceBreakerOpenApi(APIView):
@@ -246,16 +237,20 @@ class SourceBreakerOpenApi(APIView):
         responses={200: BreakerChangeOutputSerializer, **error_responses(400, 404), 503: BREAKER_UNAVAILABLE},
     )
     def post(self, request: Request, name: str) -> Response:
-        source = _source_or_404(name)
-        serializer = BreakerOpenInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        try:
-            state = source_breaker_force_open(
-                source=source, actor=actor_of(request.user), channel=API_CHANNEL, **serializer.validated_data
-            )
-        except BreakerUnavailable as error:
-            raise BreakerUnavailableError(str(error)) from error
-        return Response(BreakerChangeOutputSerializer({"source": source.name, "breaker": state.as_dict()}).data)
+        return _breaker_changed(request, name, BreakerOpenInputSerializer, source_breaker_force_open)
+
+
+def _breaker_changed(request: Request, name: str, input_serializer_class, service) -> Response:
+    """Validate the input, apply `service` (a breaker change, audited) to the source, answer its
+    new breaker state; Redis down for the breaker → 503."""
+    source = _source_or_404(name)
+    serializer = input_serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    try:
+        state = service(source=source, actor=actor_of(request.user), channel=API_CHANNEL, **serializer.validated_data)
+    except BreakerUnavailable as error:
+        raise BreakerUnavailableError(str(error)) from error
+    return Response(BreakerChangeOutputSerializer({"source": source.name, "breaker": state.as_dict()}).data)
 
 
 def _source_or_404(name: str) -> Source:
