@@ -7,7 +7,15 @@ Rules:
   is unset or empty, as in the shell) and `$${` for a literal `${`. A plain (unquoted) scalar gets
   its type re-resolved afterwards (`${TTL:-300}` -> 300, `${X:-}` -> None); a quoted one stays a string.
 - A top-level `extends: base` (relative to the file, `.yaml` optional) names a base file, which may
-  extend another. Mappings merge key by key; any other overlay value replaces the base's.
+  extend another. Mappings merge key by key; any other overlay value replaces the base's. A base
+  must lie in the directory of the file asked for (or below it); a cycle is an error.
+- Limits, so that a hostile or broken file is refused quickly instead of exhausting memory or the
+  stack: 1 MiB per file (MAX_FILE_BYTES; no more is ever read), 64 levels of nesting (MAX_DEPTH),
+  1,000 aliases (MAX_ALIASES) and 20,000 values with aliases expanded (MAX_VALUES: an "alias bomb"
+  has a few nodes standing for billions). Nesting and values are counted on the parser's events as
+  the composer takes them, before any Python value is built; each anchor's expanded size is
+  remembered, so the counting is linear. A refusal names the line and key path where the limit was
+  passed (but for the file's size).
 - Every problem in every file is collected and raised together as one `ConfigError`.
 - The result remembers which file and line defined each key path, for error messages further on.
 """
@@ -22,12 +30,22 @@ from pathlib import Path
 
 import yaml
 from yaml.constructor import SafeConstructor
+from yaml.events import (
+    AliasEvent, CollectionEndEvent, CollectionStartEvent, Event, MappingStartEvent, NodeEvent, ScalarEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from config.errors import ConfigError, ConfigProblem, KeyPath
 
 Origin = tuple[Path, int]
+
+# Limits on one file. Ours are at most 9 KB, 6 levels deep and 513 values, with no aliases: each
+# limit is far above that, yet low enough that reaching it costs under a second and a few tens of MB.
+MAX_FILE_BYTES = 1024 * 1024  # 1 MiB, ~100x base.yaml: at most this much is ever read into memory
+MAX_DEPTH = 64  # levels: the composer and our builder recurse per level, and Python allows ~1,000 frames
+MAX_ALIASES = 1_000  # a hand-written file needs a few dozen; thousands are generated, and each is work
+MAX_VALUES = 20_000  # keys and values, aliases expanded: ~40x base.yaml, parsed and built in ~0.6 s
 
 # `$${` is the escape; a `${` not followed by a valid reference is caught so typos don't pass silently.
 _REFERENCE = re.compile(r"\$\$\{|\$\{(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})?")
@@ -89,6 +107,9 @@ def _read_chain(file: Path, environ: Mapping[str, str], chain: tuple[Path, ...])
     if not base_name.endswith((".yaml", ".yml")):
         base_name += ".yaml"
     base = file.parent / base_name
+    directory = (chain[0] if chain else file).parent.resolve()  # of the file asked for
+    if not base.resolve().is_relative_to(directory):
+        return problem(f"extends must name a file in {directory} (or below it), not {base_name}")
     if base.resolve() in {seen.resolve() for seen in (*chain, file)}:
         return problem("extends cycle: " + " -> ".join(p.name for p in (*chain, file, base)))
     if not base.is_file():
@@ -122,16 +143,25 @@ def _read_file(file: Path, environ: Mapping[str, str]) -> _Layer:
         return _Layer((file,), {}, {}, [ConfigProblem(file, (), reason, line)])
 
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)  # enough to tell, and no more (even from /dev/zero)
     except FileNotFoundError:
         return failed("file not found")
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
+        return failed(f"cannot read the file: {error}")
+    if len(raw) > MAX_FILE_BYTES:
+        return failed(f"the file is larger than {MAX_FILE_BYTES / 2**20:g} MiB (the limit)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
         return failed(f"cannot read the file: {error}")
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         return failed(f"malformed YAML: {_describe(error)}", mark and mark.line + 1)
+    except _LimitPassed as passed:
+        return _Layer((file,), {}, {}, [ConfigProblem(file, passed.path, passed.reason, passed.line)])
     if root is None:
         return _Layer((file,), {}, {}, [])
     if not isinstance(root, MappingNode):
@@ -143,13 +173,109 @@ def _read_file(file: Path, environ: Mapping[str, str]) -> _Layer:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that remembers explicitly tagged scalars, so `!!str ${PORT}` is not re-resolved."""
+    """SafeLoader that enforces the limits on each event the composer takes (so it never recurses
+    past MAX_DEPTH), and remembers explicitly tagged scalars, so `!!str ${PORT}` is not re-resolved."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.limits = _Limits()
+
+    def get_event(self) -> Event:
+        event = super().get_event()
+        self.limits.see(event)
+        return event
 
     def compose_scalar_node(self, anchor: str | None) -> ScalarNode:
         explicit = self.peek_event().tag is not None
         node = super().compose_scalar_node(anchor)
         node.explicit_tag = explicit
         return node
+
+
+class _LimitPassed(Exception):
+    def __init__(self, reason: str, line: int, path: KeyPath):
+        super().__init__(reason)
+        self.reason, self.line, self.path = reason, line, path
+
+
+@dataclass
+class _Open:
+    """A collection whose events are still coming."""
+
+    anchor: str | None
+    path: KeyPath
+    is_mapping: bool
+    line: int
+    level: int  # 1 for the top-level collection
+    values_before: int  # the document's count of values before it; its size: the count at its end minus this
+    deepest: int  # the deepest level reached inside it, aliases expanded
+    items: int = 0  # in a mapping, keys and values alternate: an even count means a key comes next
+    key: object = None  # in a mapping, the last key seen
+
+    def child_path(self) -> KeyPath:
+        if not self.is_mapping:
+            return self.path + (self.items,)
+        return self.path + (self.key,) if self.items % 2 else self.path  # a key's path is its mapping's
+
+
+class _Limits:
+    """Counts the document's values, aliases expanded, and its nesting, event by event; raises
+    _LimitPassed at the first limit passed, naming the line and key path. An alias costs what its
+    anchor stands for, remembered when the anchor's node ended, so the counting itself is linear."""
+
+    def __init__(self) -> None:
+        self.open: list[_Open] = []
+        self.anchors: dict[str, tuple[int, int, int]] = {}  # name -> values, levels, line
+        self.values = self.aliases = 0
+
+    def see(self, event: Event) -> None:
+        if isinstance(event, CollectionEndEvent):
+            self._end()
+        elif isinstance(event, NodeEvent):
+            self._node(event)
+
+    def _node(self, event: NodeEvent) -> None:
+        parent = self.open[-1] if self.open else None
+        if parent and parent.is_mapping and parent.items % 2 == 0:
+            parent.key = event.value if isinstance(event, ScalarEvent) else "?"
+        path, line = (parent.child_path() if parent else ()), event.start_mark.line + 1
+        level = len(self.open) + isinstance(event, CollectionStartEvent)  # the deepest this node goes
+        values, note = 1, ""
+        if isinstance(event, AliasEvent):
+            self.aliases += 1
+            # An undefined alias, or one to an enclosing node (not ended yet), counts as one value:
+            # the composer or the builder reports it.
+            if event.anchor in self.anchors:
+                values, levels, anchor_line = self.anchors[event.anchor]
+                level += levels
+                note = f": the alias *{event.anchor} stands for {values:,} values, {levels} levels deep"
+                note += f" (anchor on line {anchor_line})"
+        self.values += values
+        if self.aliases > MAX_ALIASES:
+            raise _LimitPassed(f"more than {MAX_ALIASES:,} aliases (the limit)", line, path)
+        if level > MAX_DEPTH:
+            raise _LimitPassed(f"nested more than {MAX_DEPTH} levels deep (the limit){note}", line, path)
+        if self.values > MAX_VALUES:
+            reason = f"more than {MAX_VALUES:,} values with aliases expanded (the limit){note}"
+            raise _LimitPassed(reason, line, path)
+        if isinstance(event, CollectionStartEvent):
+            mapping = isinstance(event, MappingStartEvent)
+            self.open.append(_Open(event.anchor, path, mapping, line, level, self.values - 1, level))
+            return
+        if isinstance(event, ScalarEvent) and event.anchor is not None:
+            self.anchors[event.anchor] = (1, 0, line)
+        if parent:
+            parent.items += 1
+            parent.deepest = max(parent.deepest, level)
+
+    def _end(self) -> None:
+        ended = self.open.pop()
+        if ended.anchor is not None:
+            levels = ended.deepest - ended.level + 1
+            self.anchors[ended.anchor] = (self.values - ended.values_before, levels, ended.line)
+        if self.open:
+            self.open[-1].items += 1
+            self.open[-1].deepest = max(self.open[-1].deepest, ended.deepest)
 
 
 def _line(node: Node) -> int:

@@ -265,6 +265,28 @@ def test_read__explicit_tag_that_does_not_fit_the_value__is_a_problem(tmp_path):
     assert problem.reason.startswith("invalid value:")
 
 
+def test_read__python_tags__are_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran"
+    path = write(tmp_path, "env.yaml", f"""
+        call: !!python/object/apply:os.system ["touch {marker}"]
+        name: !!python/name:os.system
+        module: !!python/module:os
+        object: !!python/object:pathlib.PurePath {{}}
+        !!python/name:os.system : key
+    """)
+
+    problems = problems_of(path)
+
+    assert [(p.path, p.line) for p in problems] == [
+        ((), 5), (("call",), 1), (("name",), 2), (("module",), 3), (("object",), 4),
+    ]
+    assert problems[0].reason.startswith("invalid key: could not determine a constructor for the tag")
+    assert problems[1].reason == "unsupported YAML tag tag:yaml.org,2002:python/object/apply:os.system"
+    assert problems[2].reason.startswith("invalid value: could not determine a constructor for the tag")
+    assert problems[4].reason == "unsupported YAML tag tag:yaml.org,2002:python/object:pathlib.PurePath"
+    assert not marker.exists()
+
+
 # --- extends -----------------------------------------------------------------------------------
 
 
@@ -309,6 +331,29 @@ def test_read__extends_in_a_subdirectory__is_relative_to_the_extending_file(tmp_
     top = write(tmp_path, "env.yaml", "extends: shared/base\nb: 2\n")
 
     assert read_environment(top, {}).data == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("base_name", ["../outside", "../outside.yaml", "shared/../../outside", "(absolute)"])
+def test_read__extends_outside_the_directory__is_refused_and_not_read(tmp_path, base_name):
+    (tmp_path / "environments" / "shared").mkdir(parents=True)
+    outside = write(tmp_path, "outside.yaml", "secret: ${NEVER_READ}\n")
+    base_name = str(outside) if base_name == "(absolute)" else base_name
+    path = write(tmp_path / "environments", "env.yaml", f"x: 1\nextends: {base_name}\n")
+
+    [problem] = problems_of(path)
+
+    directory = path.parent.resolve()
+    assert (problem.file, problem.path, problem.line) == (path, ("extends",), 2)
+    assert problem.reason.startswith(f"extends must name a file in {directory} (or below it), not ")
+
+
+def test_read__base_in_a_subdirectory_extending_back_up__is_allowed(tmp_path):
+    (tmp_path / "shared").mkdir()
+    write(tmp_path, "common.yaml", "a: 1\n")
+    write(tmp_path / "shared", "base.yaml", "extends: ../common\nb: 2\n")
+    top = write(tmp_path, "env.yaml", "extends: shared/base\nc: 3\n")
+
+    assert read_environment(top, {}).data == {"a": 1, "b": 2, "c": 3}
 
 
 def test_read__extends_cycle__is_a_problem(tmp_path):
