@@ -28,11 +28,11 @@ from django.core.validators import URLValidator
 from django.core.exceptions import ValidationError
 from jsonschema import Draft202012Validator, FormatChecker
 
-from config.durations import parse_duration
+from config.durations import format_duration, parse_duration
 from config.errors import ConfigError, ConfigProblem, KeyPath
 from config.yaml_reader import ReadResult, read_environment
 from values.builtins import BUILTIN_VALUE_TYPES
-from values.validation import ValueRules, rules_problems, value_problems
+from values.validation import MAX_READ_BUDGET, ValueRules, rules_problems, value_problems
 
 TIERS = ("primary", "secondary", "tertiary")
 SOURCE_KINDS = ("http_json", "world_bank", "imf", "google_ads", "facebook_marketing", "semrush")
@@ -194,6 +194,9 @@ VALUE_TYPE = {
         "ttl": {"type": ["string", "integer"], "format": "ttl"},
         "max_staleness": DURATION,
         "fallback": {},
+        "read_budget": DURATION,
+        "widening": STRING_LIST,
+        "prediction": {"type": "boolean"},
         "sources": {"type": "array", "items": SOURCE_LINK},
         "validation": VALIDATION,
         "blend": {
@@ -454,7 +457,16 @@ class _Builder:
             "max_ratio": validation.get("max_ratio"),
             "quorum": float(definition.get("blend", {}).get("quorum", 0.0)),
             "blend_method": definition.get("blend", {}).get("method", "mean"),
+            "read_budget": parse_duration(definition["read_budget"]) if "read_budget" in definition else None,
+            # Least significant first: by default the context keys, last declared first.
+            "widening_order": list(definition.get("widening", reversed(definition.get("context_keys", [])))),
+            "is_prediction_enabled": definition.get("prediction", True),
         }
+        if fields["read_budget"] is not None and fields["read_budget"] > MAX_READ_BUDGET:
+            self.problem((*at, "read_budget"), f"at most {format_duration(MAX_READ_BUDGET)}: a longer wait is a refresh's")
+        unknown = [name for name in fields["widening_order"] if name not in fields["context_keys"]]
+        if unknown or len(set(fields["widening_order"])) != len(fields["widening_order"]):
+            self.problem((*at, "widening"), f"names each context key ({', '.join(fields['context_keys']) or 'none'}) at most once")
         rules = ValueRules(
             schema=fields["schema"],
             field_bounds=fields["field_bounds"],

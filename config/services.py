@@ -223,6 +223,9 @@ def _export_value_type(value_type: ValueType) -> dict[str, Any]:
         "max_staleness": format_duration(value_type.max_staleness),
         "fallback": value_type.fallback_value,
         "blend": {"method": value_type.blend_method, "quorum": value_type.quorum},
+        **({"read_budget": format_duration(value_type.read_budget)} if value_type.read_budget else {}),
+        "widening": value_type.widening_order,
+        "prediction": value_type.is_prediction_enabled,
         "validation": {
             "min_ratio": value_type.min_ratio,
             "max_ratio": value_type.max_ratio,

@@ -31,6 +31,11 @@ API access and security (docs/security.md):
     CSRF_TRUSTED_ORIGINS           comma-separated origins (https://ops.example.com) allowed to POST
     DYNCONFIG_ADMIN_PATH           where the admin lives (default admin/)
 
+Reads and refreshes (docs/resolution.md):
+
+    DYNCONFIG_READ_BUDGET     seconds a consumer's read waits for sources (default 0.15)
+    DYNCONFIG_REFRESH_BUDGET  seconds a refresh gives the sources of one value (default 3)
+
 Monitoring (docs/monitoring.md):
 
     DYNCONFIG_METRICS_DIR   prometheus_client's multiprocess files, shared by every process of a
@@ -193,6 +198,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 # How often beat runs the dispatcher that reads each value type's schedule from the database.
 DYNCONFIG_DISPATCH_INTERVAL = env.float("DYNCONFIG_DISPATCH_INTERVAL", default=10.0)
+# How long a consumer's read waits for sources before answering with the best it has (seconds;
+# a value type's `read_budget` takes precedence): the seed's "< 200 ms overhead" with room for
+# the rest of the read. Retries and rate-limit waits belong to refreshes (values/resolution.py).
+DYNCONFIG_READ_BUDGET = env.float("DYNCONFIG_READ_BUDGET", default=0.15)
+# How long a refresh (background, refresh_values, an operator's "refresh now") gives the sources
+# of one value, every tier and retry included (seconds).
+DYNCONFIG_REFRESH_BUDGET = env.float("DYNCONFIG_REFRESH_BUDGET", default=3.0)
 # How long the record of source calls (source health) is kept: an ISO 8601 duration.
 DYNCONFIG_HEALTH_RETENTION = env.str("DYNCONFIG_HEALTH_RETENTION", default="P7D")
 

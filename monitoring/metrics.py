@@ -84,7 +84,8 @@ ANSWERS = Counter(
     "dynconfig_answers", "Answers served, by value type and provenance tier.", ["value_type", "tier"], registry=None
 )
 DEGRADED_ANSWERS = Counter(
-    "dynconfig_degraded_answers", "Stale or fallback answers made, by value type, kind and reason.",
+    "dynconfig_degraded_answers",
+    "Degraded answers made (stale, widened, predicted, fallback), by value type, kind and reason.",
     ["value_type", "kind", "reason"], registry=None,
 )
 REFRESH_SECONDS = Histogram(
@@ -127,7 +128,8 @@ def refresh_failed(value_type: str) -> None:
 
 
 def degraded_answer_made(value_type: str, kind: str, reason: str) -> None:
-    """The engine made a stale or fallback answer (`kind`) because of `reason` (a short label)."""
+    """The engine made a degraded answer (`kind`: stale, widened, predicted, fallback) because of
+    `reason` (values.answers.REASONS)."""
     DEGRADED_ANSWERS.labels(value_type, kind, reason).inc()
 
 

@@ -6,7 +6,7 @@
                    buckets (calls, errors, error rate, p50 and p95 latency of the successful
                    ones: sources.selectors.source_call_series over SourceCall rows)
         cache      lookups, hits and hit rate per cache tier, from the Prometheus counters
-        answers    answers per value type and tier, and the degraded ones (stale, fallback)
+        answers    answers per value type and tier, and the degraded ones (stale, widened, predicted, fallback)
                    per value type, kind and reason, from the Prometheus counters
         histories  per value type, the values fetched over the window for one context, from
                    ValueRecord rows, flattened into numeric series (see `value_history`)
@@ -133,7 +133,7 @@ def cache_hit_rates(samples: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def answers_by_tier(samples: Iterable[Any]) -> list[dict[str, Any]]:
-    """Per value type: how many answers each tier gave (override, l1, ..., stale, fallback)."""
+    """Per value type: how many answers each tier gave (override, l1, ..., stale, widened, predicted, fallback)."""
     rows: dict[str, dict[str, int]] = {}
     for (value_type, tier), count in _counts(samples, "dynconfig_answers_total", ("value_type", "tier")).items():
         rows.setdefault(value_type, {})[tier] = rows.get(value_type, {}).get(tier, 0) + int(count)
@@ -144,7 +144,7 @@ def answers_by_tier(samples: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def degraded_answers(samples: Iterable[Any]) -> list[dict[str, Any]]:
-    """Per value type, kind (stale, fallback) and reason: how many degraded answers were given."""
+    """Per value type, kind (stale, widened, predicted, fallback) and reason: how many degraded answers were given."""
     counts = _counts(samples, "dynconfig_degraded_answers_total", ("value_type", "kind", "reason"))
     return [
         {"value_type": value_type, "kind": kind, "reason": reason, "count": int(count)}

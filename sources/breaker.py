@@ -11,6 +11,10 @@ any request is made. A provider that names its own wait (`SourceError.retry_afte
 longer than the recovery timeout opens the breaker at once for that long, and a failure with a
 wait keeps an open breaker open at least that long.
 
+A source that cannot be reached at all (connection refused, host unknown:
+`SourceError.is_unreachable`) is not slow but absent: its first such failure opens a closed
+breaker at once for UNREACHABLE_OPEN_SECONDS, so that reads during an outage do not each try it.
+
 What counts: RETRYABLE and INVALID_DATA are failures (the provider is down, throttling or
 answering garbage). TERMINAL is neither failure nor success: it is a property of one request
 (a bad parameter, a context the template cannot fill, refused credentials), which waiting does
@@ -58,6 +62,11 @@ REDIS_RETRY_AFTER = 5.0
 # A trial that reports nothing for this long is presumed lost (its process died mid-call), and
 # its slot is given to another trial. Longer than any call's time budget.
 TRIAL_LEASE_SECONDS = 60.0
+
+# How long a closed breaker opens at once when its source cannot be reached (refused, unknown
+# host): long enough that a burst of reads during an outage costs one failed connection, short
+# enough that a restarted source is tried again within seconds.
+UNREACHABLE_OPEN_SECONDS = 5.0
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 # What an attempt's outcome means to the breaker.
@@ -131,9 +140,12 @@ def breaker_allow(source: SourceConfig) -> Permit:
 def breaker_record(source: SourceConfig, permit: Permit, outcome: SourceResult | SourceError | None) -> None:
     """Feed an attempt's outcome back: its result, its error, or None if it never finished."""
     verdict = _verdict(outcome)
-    wait = (outcome.retry_after or 0.0) if isinstance(outcome, SourceError) and verdict == FAILURE else 0.0
+    is_failure = isinstance(outcome, SourceError) and verdict == FAILURE
+    wait = (outcome.retry_after or 0.0) if is_failure else 0.0
+    open_now = min(UNREACHABLE_OPEN_SECONDS, source.breaker_recovery_timeout.total_seconds())
+    open_now = open_now if is_failure and outcome.is_unreachable else 0.0
     if permit.store == "process":
-        _local.record(source, permit, verdict, wait, time.time())
+        _local.record(source, permit, verdict, wait, open_now, time.time())
         return
     # Granted by Redis: recorded there, or nowhere if Redis has gone meanwhile.
     args = [
@@ -144,6 +156,7 @@ def breaker_record(source: SourceConfig, permit: Permit, outcome: SourceResult |
         source.breaker_recovery_timeout.total_seconds(),
         source.breaker_half_open_trials,
         wait,
+        open_now,
     ]
     shared_redis.run(RECORD_SCRIPT, _key(source.name), args)
 
@@ -300,11 +313,12 @@ end
 return {0, 0, ''}
 """
 
-# KEYS[1] the hash; ARGV endpoint, verdict, trial, threshold, recovery, half-open trials, wait.
+# KEYS[1] the hash; ARGV endpoint, verdict, trial, threshold, recovery, half-open trials, wait,
+# open-now (seconds a closed breaker opens at once for an unreachable source; 0: not that).
 RECORD_SCRIPT = _CLOCK + """
 local key, endpoint, verdict, trial = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local threshold, recovery, trials_allowed = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local wait = tonumber(ARGV[7]) or 0
+local wait, open_now = tonumber(ARGV[7]) or 0, tonumber(ARGV[8]) or 0
 local f = redis.call('HMGET', key, 'state', 'endpoint', 'failures', 'opened_until', 'generation',
                      'trials', 'successes')
 if f[2] and f[2] ~= endpoint then return 0 end
@@ -324,6 +338,7 @@ if state == 'closed' then
   local failures = tonumber(f[3]) or 0
   if verdict == 'failure' then
     if failures + 1 >= threshold then open_for(math.max(recovery, wait))
+    elseif open_now > 0 then open_for(math.max(open_now, wait))
     else redis.call('HSET', key, 'failures', failures + 1, 'endpoint', endpoint) end
   elseif verdict == 'success' and failures > 0 then
     redis.call('HSET', key, 'failures', 0)
@@ -398,7 +413,9 @@ class _LocalBreakers:
                 return True, record.generation, None
             return False, 0, None
 
-    def record(self, source: SourceConfig, permit: Permit, verdict: str, wait: float, now: float) -> None:
+    def record(
+        self, source: SourceConfig, permit: Permit, verdict: str, wait: float, open_now: float, now: float
+    ) -> None:
         recovery = source.breaker_recovery_timeout.total_seconds()
         with self._lock:
             record = self._records.setdefault(source.name, _Record(endpoint=permit.endpoint))
@@ -421,6 +438,8 @@ class _LocalBreakers:
                 if verdict == FAILURE:
                     if record.failures + 1 >= source.breaker_failure_threshold:
                         open_for(max(recovery, wait))
+                    elif open_now > 0:
+                        open_for(max(open_now, wait))
                     else:
                         record.failures += 1
                         record.endpoint = permit.endpoint

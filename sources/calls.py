@@ -3,7 +3,10 @@
 It picks the adapter for the source's kind, refuses disabled sources, and retries RETRYABLE
 failures with exponential backoff (or the provider's `Retry-After`) while the call's
 `timeout_budget` lasts: at most `MAX_ATTEMPTS` tries, never a sleep past the budget. Every other
-kind of failure is raised at once. Each failure is logged at WARNING with the source's name,
+kind of failure is raised at once, and so is a source that cannot be reached at all (its breaker
+opens at once: sources.breaker). An urgent call (`SourceCall.is_urgent`: a consumer is
+waiting) makes one attempt and never waits for a rate-limit token: retries and waits belong to
+background refreshes. Each failure is logged at WARNING with the source's name,
 kind and the error's reason (which never carries a credential); refusals by the breaker or the
 rate limit, which make no request, at INFO.
 
@@ -61,12 +64,14 @@ def call_source(call: SourceCall) -> SourceResult:
     adapter = adapter_class()
     deadline = time.monotonic() + call.timeout_budget
     backoff = FIRST_BACKOFF_SECONDS
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    attempts = 1 if call.is_urgent else MAX_ATTEMPTS
+    for attempt in range(1, attempts + 1):
         try:
             return _attempt(adapter, call, deadline)
         except SourceError as error:
-            _logged(call, error, attempt)
-            if error.kind is not ErrorKind.RETRYABLE or attempt == MAX_ATTEMPTS:
+            _logged(call, error, attempt, attempts)
+            # An unreachable source has just opened its breaker: a retry would only be refused.
+            if error.kind is not ErrorKind.RETRYABLE or error.is_unreachable or attempt == attempts:
                 raise
             wait = error.retry_after if error.retry_after is not None else backoff
             if time.monotonic() + wait + MIN_ATTEMPT_SECONDS > deadline:
@@ -87,8 +92,10 @@ def _attempt(adapter: SourceAdapter, call: SourceCall, deadline: float) -> Sourc
         raise
     outcome: SourceResult | SourceError | None = None  # None: the try never finished
     try:
-        # A token is worth waiting for only while an attempt could still follow it.
-        rate_limit_acquire(call.source, max_wait=deadline - time.monotonic() - MIN_ATTEMPT_SECONDS)
+        # A token is worth waiting for only while an attempt could still follow it, and only
+        # when nobody is waiting for the call.
+        max_wait = 0.0 if call.is_urgent else deadline - time.monotonic() - MIN_ATTEMPT_SECONDS
+        rate_limit_acquire(call.source, max_wait=max_wait)
         # The source's response time, not our wait for a token.
         started = time.monotonic()
         # The adapter sees only what is left, so its timeouts shrink with each retry.
@@ -115,7 +122,7 @@ def _session() -> requests.Session:
     return session
 
 
-def _logged(call: SourceCall, error: SourceError, attempt: int | None = None) -> SourceError:
+def _logged(call: SourceCall, error: SourceError, attempt: int | None = None, attempts: int = MAX_ATTEMPTS) -> SourceError:
     is_refusal = error.kind in (ErrorKind.BREAKER_OPEN, ErrorKind.RATE_LIMITED)
     logger.log(
         logging.INFO if is_refusal else logging.WARNING,
@@ -123,7 +130,7 @@ def _logged(call: SourceCall, error: SourceError, attempt: int | None = None) ->
         call.source.name,
         call.source.kind,
         "refused" if is_refusal else "failed",
-        f" on attempt {attempt}/{MAX_ATTEMPTS}" if attempt else "",
+        f" on attempt {attempt}/{attempts}" if attempt else "",
         error.kind.value,
         error.reason,
         extra={"source": call.source.name, "value_type": call.value_type},

@@ -269,6 +269,10 @@ class ValueTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
             {"fields": ["schema", "field_bounds", "ascending_fields", "min_ratio", "max_ratio"]},
         ),
         ("Blending the sources of a tier", {"fields": ["blend_method", "quorum"]}),
+        (
+            "When the sources are slow or down",
+            {"fields": ["read_budget", "widening_order", "is_prediction_enabled"]},
+        ),
         ("Emergency fallback", {"fields": ["fallback_value"]}),
         ("Bookkeeping", {"fields": ["version", "created_at", "updated_at"], "classes": ["collapse"]}),
     ]

@@ -8,9 +8,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-# Where an answer was found or made, in precedence order.
-TIERS = ("override", "l1", "l2", "l3", "primary", "secondary", "tertiary", "stale", "fallback")
+# Where an answer was found or made, in precedence order (values.resolution's docstring).
+TIERS = (
+    "override", "l1", "l2", "l3", "primary", "secondary", "tertiary", "stale", "widened", "predicted", "fallback",
+)
 SOURCE_TIERS = ("primary", "secondary", "tertiary")
+# Where an answer was made when the sources gave nothing: a degraded answer.
+DEGRADED_ORIGINS = ("stale", "widened", "predicted", "fallback")
+# Why an answer is degraded (Provenance.reason; the metrics' `reason` label).
+REASONS = ("budget_exceeded", "breaker_open", "sources_down", "no_sources", "no_database")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,14 @@ class Provenance:
     expires_at: datetime | None
     stale: bool = False
     errors: tuple[str, ...] = ()  # why better tiers gave nothing, when they did
+    reason: str | None = None  # a degraded answer's why, one of REASONS; None otherwise
+    refreshing: bool = False  # a refresh of this value was left running in the background
+    context_used: dict[str, Any] | None = None  # widened: the wider context whose value this is
+    window: dict[str, Any] | None = None  # predicted: the history it came from (oldest, newest, points)
+
+    @property
+    def is_degraded(self) -> bool:
+        return self.origin in DEGRADED_ORIGINS
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +66,10 @@ class Provenance:
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "stale": self.stale,
             "errors": list(self.errors),
+            "reason": self.reason,
+            "refreshing": self.refreshing,
+            "context_used": self.context_used,
+            "window": self.window,
         }
 
     @classmethod
@@ -73,6 +91,10 @@ class Provenance:
             expires_at=_time(data["expires_at"]),
             stale=data["stale"],
             errors=tuple(data.get("errors", ())),
+            reason=data.get("reason"),
+            refreshing=data.get("refreshing", False),
+            context_used=data.get("context_used"),
+            window=data.get("window"),
         )
 
 

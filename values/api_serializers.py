@@ -10,6 +10,7 @@ from django.utils import timezone
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
+from values.answers import DEGRADED_ORIGINS, REASONS, SOURCE_TIERS, TIERS
 from values.models import Override
 
 # Batch reads: enough for a page of a planner's values in one round trip, few enough that one
@@ -106,17 +107,33 @@ class SourceUseOutputSerializer(serializers.Serializer):
     fetched_at = serializers.DateTimeField()
 
 
+class ForecastWindowOutputSerializer(serializers.Serializer):
+    oldest = serializers.DateTimeField(help_text="When the oldest value used was fetched.")
+    newest = serializers.DateTimeField(help_text="When the newest value used was fetched.")
+    points = serializers.IntegerField(help_text="How many past values the forecast came from.")
+
+
 class ProvenanceOutputSerializer(serializers.Serializer):
-    tier = serializers.ChoiceField(
-        choices=["override", "l1", "l2", "l3", "primary", "secondary", "tertiary", "stale", "fallback"]
+    tier = serializers.ChoiceField(choices=TIERS, help_text="Where this answer was found or made.")
+    origin = serializers.ChoiceField(
+        choices=["override", *SOURCE_TIERS, *DEGRADED_ORIGINS], help_text="Where the value was made."
     )
-    origin = serializers.ChoiceField(choices=["override", "primary", "secondary", "tertiary", "stale", "fallback"])
     sources = SourceUseOutputSerializer(many=True)
     confidence = serializers.FloatField()
     fetched_at = serializers.DateTimeField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True)
-    stale = serializers.BooleanField()
+    stale = serializers.BooleanField(help_text="True only when the value is past its expiry.")
     errors = serializers.ListField(child=serializers.CharField())
+    reason = serializers.ChoiceField(
+        choices=REASONS, allow_null=True, help_text="Why a degraded answer (stale ... fallback) was given; else null."
+    )
+    refreshing = serializers.BooleanField(help_text="A refresh of this value was left running in the background.")
+    context_used = serializers.DictField(
+        allow_null=True, help_text="A widened answer: the wider context whose value this is; else null."
+    )
+    window = ForecastWindowOutputSerializer(
+        allow_null=True, help_text="A predicted answer: the history it came from; else null."
+    )
 
 
 class AnswerOutputSerializer(serializers.Serializer):

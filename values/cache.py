@@ -2,8 +2,13 @@
 
 L1 is this process's memory (bounded LRU, TTL-bound). L2 is Redis through django-redis, when
 REDIS_URL is set. L3 is the database's ResolvedValue rows, which also keep the last known good
-value of each type and context. Each tier fails open: an error is logged and the tier skipped,
-never raised to the reader.
+value of each type and context, and ValueRecord rows, its history. Each tier fails open: an error
+is logged and the tier skipped, never raised to the reader.
+
+Expiry: an answer lives in a cache tier until its own `expires_at`, never longer. `store` counts
+L1's lifetime from `expires_at` at the moment of storing, L2 is written with an absolute expiry
+(Redis `PXAT`: a write that Redis applies late, after a freeze, cannot outlive the answer), and
+an answer read back from L2 past its `expires_at` is a miss.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import time
 import uuid
 from collections import OrderedDict
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -27,6 +33,9 @@ from values.registry import ValueTypeConfig
 logger = logging.getLogger(__name__)
 
 L1_MAX_ENTRIES = 10_000
+# A degraded answer (stale, widened, predicted, fallback) stays in L1 at most this long, though
+# L2 keeps it longer: a process then sees a value that a refresh anywhere stored in L2 soon.
+DEGRADED_L1_SECONDS = 5.0
 # After a Redis error, skip L2 for this long: a dead Redis must not cost every read a timeout.
 L2_RETRY_AFTER = 5.0
 # How often a reader waiting for another's fetch looks for the result.
@@ -95,14 +104,20 @@ class RedisCache:
         return bool(settings.REDIS_URL) and time.monotonic() >= self._down_until
 
     def get(self, key: str) -> Answer | None:
+        """The answer under `key`, or None (absent, or past its own `expires_at`)."""
         data = self._call("get", key)
-        return pickle.loads(data) if data else None
+        if not data:
+            return None
+        answer = pickle.loads(data)
+        expires_at = answer.provenance.expires_at
+        return answer if expires_at is not None and expires_at > timezone.now() else None
 
-    def set(self, key: str, answer: Answer, ttl: float) -> None:
-        milliseconds = int(ttl * 1000)
-        if milliseconds > 0:
+    def set(self, key: str, answer: Answer) -> None:
+        """Keep `answer` until its `expires_at`, as an absolute time (PXAT)."""
+        expires_at = answer.provenance.expires_at
+        if expires_at is not None and expires_at > timezone.now():
             data = pickle.dumps(answer.found_in("l2"), protocol=pickle.HIGHEST_PROTOCOL)
-            self._call("set", key, data, px=milliseconds)
+            self._call("set", key, data, pxat=int(expires_at.timestamp() * 1000))
 
     def acquire(self, key: str, ttl: float) -> str | None:
         """A lock token if this process may fetch `key` now, None if another holds it.
@@ -119,8 +134,10 @@ class RedisCache:
         return token if taken else None
 
     def release(self, key: str, token: str) -> None:
+        """Free the lock if `token` still holds it: a leader that outlived its lock must not free
+        the next leader's (compare and delete in one step)."""
         if token != "local":
-            self._call("delete", f"{key}:lock")
+            self._call("eval", RELEASE_SCRIPT, 1, f"{key}:lock", token)
 
     def is_locked(self, key: str) -> bool:
         return bool(self._call("exists", f"{key}:lock"))
@@ -134,6 +151,13 @@ class RedisCache:
             self._down_until = time.monotonic() + L2_RETRY_AFTER
             logger.warning("L2 (Redis) unavailable, skipped for %.0fs: %s", L2_RETRY_AFTER, error)
             return None
+
+
+# KEYS[1] the lock; ARGV[1] the releasing leader's token.
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class InProcessFlights:
@@ -174,13 +198,15 @@ def l3_get(value_type: ValueTypeConfig, context_key: str) -> tuple[Answer | None
         return None, None
     if row is None:
         return None, None
-    # The row's column is the one expiry: both freshness (below) and staleness (resolution) use it.
-    provenance = {**row.provenance, "expires_at": row.expires_at.isoformat()}
-    answer = Answer.from_dict(
-        {"key": value_type.key, "context": row.context, "value": row.value, "provenance": provenance}
-    )
+    answer = _answer_of(value_type, row)
     is_fresh = row.fingerprint == value_type.fingerprint and row.expires_at > timezone.now()
     return (answer.found_in("l3") if is_fresh else None), answer
+
+
+def _answer_of(value_type: ValueTypeConfig, row) -> Answer:
+    # The row's column is the one expiry: both freshness and staleness (resolution) use it.
+    provenance = {**row.provenance, "expires_at": row.expires_at.isoformat()}
+    return Answer.from_dict({"key": value_type.key, "context": row.context, "value": row.value, "provenance": provenance})
 
 
 def l3_set(value_type: ValueTypeConfig, context_key: str, answer: Answer) -> None:
@@ -209,6 +235,53 @@ def l3_set(value_type: ValueTypeConfig, context_key: str, answer: Answer) -> Non
             ValueRecord.objects.create(value_type_id=value_type.id, context_key=context_key, **fields)
     except DatabaseError as error:
         logger.warning("L3 (database) not written: %s", error)
+
+
+def store(key: str, answer: Answer) -> None:
+    """Keep `answer` in L2 and L1 until its `expires_at` (a degraded one in L1 more briefly)."""
+    l2.set(key, answer)
+    keep_in_l1(key, answer)
+
+
+def keep_in_l1(key: str, answer: Answer) -> None:
+    """Keep `answer` in L1 until its `expires_at` (a degraded one at most DEGRADED_L1_SECONDS)."""
+    lifetime = seconds_until(answer.provenance.expires_at, timezone.now())
+    if answer.provenance.is_degraded:
+        lifetime = min(lifetime, DEGRADED_L1_SECONDS)
+    l1.set(key, answer, lifetime)
+
+
+def l3_last_good_of(value_type: ValueTypeConfig, context_keys: list[str]) -> dict[str, Answer]:
+    """The last known good answers of several contexts of one type, by context key (one query;
+    empty when the database is unavailable)."""
+    from values.models import ResolvedValue
+
+    if value_type.id is None or not context_keys:
+        return {}
+    try:
+        rows = list(ResolvedValue.objects.filter(value_type_id=value_type.id, context_key__in=context_keys))
+    except DatabaseError as error:
+        logger.warning("L3 (database) unavailable: %s", error)
+        return {}
+    return {row.context_key: _answer_of(value_type, row) for row in rows}
+
+
+def l3_history(value_type: ValueTypeConfig, context_key: str, since: datetime, limit: int) -> list[tuple[datetime, Any]]:
+    """(fetched_at, value) of the context's fetched values since `since`, newest first, at most
+    `limit` (empty when the database is unavailable)."""
+    from values.models import ValueRecord
+
+    if value_type.id is None:
+        return []
+    try:
+        return list(
+            ValueRecord.objects.filter(value_type_id=value_type.id, context_key=context_key, fetched_at__gte=since)
+            .order_by("-fetched_at")
+            .values_list("fetched_at", "value")[:limit]
+        )
+    except DatabaseError as error:
+        logger.warning("L3 (database) unavailable: %s", error)
+        return []
 
 
 def seconds_until(moment: datetime | None, now: datetime) -> float:

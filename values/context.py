@@ -9,7 +9,7 @@ context can be served another's value. Python's `hash()` is never used: it diffe
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 # Context keys whose value is a set of names rather than one name.
@@ -37,11 +37,7 @@ def canonical_context(
         value = _normalize(name, raw[name])
         if value:
             context[name] = value
-    key = "&".join(
-        f"{name}={','.join(value) if isinstance(value, list) else value}"
-        for name, value in context.items()
-    )
-    return context, key
+    return context, context_key_of(context)
 
 
 def _normalize(name: str, value: Any) -> str | list[str]:
@@ -64,3 +60,25 @@ def _token(name: str, value: Any) -> str:
             f"context key {name!r}: {value!r} is not a name (letters, digits, '_', '-', '.'; at most 64)"
         )
     return token
+
+
+def wider_contexts(context: Mapping[str, Any], widening_order: Sequence[str]) -> list[tuple[dict[str, Any], str]]:
+    """The contexts wider than `context`, nearest first, with their keys: the keys of
+    `widening_order` (least significant first) dropped one more at a time, down to the empty
+    context. Keys the context does not give are skipped; keys not in the order are never dropped,
+    so the empty context is reached only when the order names every key given."""
+    wider: list[tuple[dict[str, Any], str]] = []
+    remaining = dict(context)
+    for name in widening_order:
+        if name not in remaining:
+            continue
+        del remaining[name]
+        wider.append((dict(remaining), context_key_of(remaining)))
+    return wider
+
+
+def context_key_of(context: Mapping[str, Any]) -> str:
+    """The canonical key of a context that is already canonical (sorted names, normalized values)."""
+    return "&".join(
+        f"{name}={','.join(value) if isinstance(value, list) else value}" for name, value in sorted(context.items())
+    )

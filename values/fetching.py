@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sources.adapters.base import SourceCall, SourceError, SourceResult
+from sources.adapters.base import ErrorKind, SourceCall, SourceError, SourceResult
 from sources.calls import call_source
 from values.answers import SourceUse
 from values.blending import Blend, Contribution, QuorumNotMet, blend
@@ -31,12 +31,17 @@ logger = logging.getLogger(__name__)
 _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="dynconfig-fetch")
 
 
+# How a source of a tier failed, for the answer's reason (values.answers.REASONS).
+OUT_OF_TIME, BREAKER_OPEN, FAILED = "out_of_time", "breaker_open", "failed"
+
+
 @dataclass(frozen=True)
 class TierOutcome:
     blend: Blend | None
     uses: tuple[SourceUse, ...]
     errors: tuple[str, ...]
     ttl: timedelta | None  # the shortest freshness a contributing source claimed
+    failures: tuple[str, ...] = ()  # per failed source: OUT_OF_TIME, BREAKER_OPEN or FAILED
 
 
 def fetch_tier(
@@ -44,9 +49,13 @@ def fetch_tier(
     context: Mapping[str, Any],
     links: tuple[LinkConfig, ...],
     reference: Any,
-    budget: float,
+    deadline: float,
+    *,
+    is_urgent: bool,
 ) -> TierOutcome:
-    """Call `links` concurrently within `budget` seconds, validate, and blend."""
+    """Call `links` concurrently until `deadline` (time.monotonic()), validate, and blend what
+    arrived. `is_urgent`: a consumer is waiting (one attempt per source, no rate-limit wait).
+    Calls still running at the deadline go on in their threads; their answers are dropped."""
     wanted_channels = tuple(context.get("channels", ())) if value_type.is_channel_keyed else ()
     if wanted_channels:
         links = tuple(
@@ -54,24 +63,32 @@ def fetch_tier(
         )
     if not links:
         return TierOutcome(None, (), ("no sources cover this context",), None)
-    deadline = time.monotonic() + budget
+    budget = deadline - time.monotonic()
+    if budget <= 0:
+        return TierOutcome(None, (), ("no time left for this tier",), None, (OUT_OF_TIME,) * len(links))
     futures = {
         # In the caller's context, so that the call's log lines carry its request id.
-        _executor.submit(copy_context().run, call_source, source_call(value_type, context, link, reference, budget)): link
+        _executor.submit(
+            copy_context().run, call_source, source_call(value_type, context, link, reference, budget, is_urgent)
+        ): link
         for link in links
     }
     done, _ = wait(futures, timeout=budget)
-    contributions, uses, errors, ttls = [], [], [], []
+    contributions, uses, errors, ttls, failures = [], [], [], [], []
     for future, link in futures.items():
         name = link.source.name
         result: SourceResult | None = None
         if future not in done:
-            errors.append(f"{name}: no answer within {budget:.1f}s")
+            errors.append(f"{name}: no answer within {budget:.2f}s")
+            failures.append(OUT_OF_TIME)
         elif isinstance(future.exception(), SourceError):
-            errors.append(f"{name}: {future.exception()}")
+            error = future.exception()
+            errors.append(f"{name}: {error}")
+            failures.append(_failure_of(error))
         elif future.exception() is not None:
             logger.error("source %s raised unexpectedly", name, exc_info=future.exception())
             errors.append(f"{name}: unexpected error {type(future.exception()).__name__}")
+            failures.append(FAILED)
         else:
             result = future.result()
             problems = value_problems(result.data, value_type.rules) + ratio_problems(
@@ -79,6 +96,7 @@ def fetch_tier(
             )
             if problems:
                 errors.append(f"{name}: invalid data: {'; '.join(problems[:3])}")
+                failures.append(FAILED)
                 result = None
         contributions.append(
             Contribution(
@@ -99,18 +117,30 @@ def fetch_tier(
         units = _units(value_type, wanted_channels, contributions)
         blended = blend(contributions, units=units, quorum=value_type.quorum, method=value_type.blend_method)
     except QuorumNotMet as error:
-        return TierOutcome(None, tuple(uses), (*errors, error.reason), None)
+        return TierOutcome(None, tuple(uses), (*errors, error.reason), None, tuple(failures))
     problems = value_problems(blended.value, value_type.rules) + ratio_problems(
         blended.value, reference, value_type.rules
     )
     if problems:
-        return TierOutcome(None, tuple(uses), (*errors, f"blend invalid: {'; '.join(problems[:3])}"), None)
+        invalid = f"blend invalid: {'; '.join(problems[:3])}"
+        return TierOutcome(None, tuple(uses), (*errors, invalid), None, (*failures, FAILED))
     used = tuple(use for use in uses if use.name in blended.contributors)
-    return TierOutcome(blended, used, tuple(errors), min(ttls) if ttls else None)
+    return TierOutcome(blended, used, tuple(errors), min(ttls) if ttls else None, tuple(failures))
+
+
+def _failure_of(error: SourceError) -> str:
+    if error.kind is ErrorKind.BREAKER_OPEN:
+        return BREAKER_OPEN
+    return OUT_OF_TIME if error.is_timeout else FAILED
 
 
 def source_call(
-    value_type: ValueTypeConfig, context: Mapping[str, Any], link: LinkConfig, reference: Any, budget: float
+    value_type: ValueTypeConfig,
+    context: Mapping[str, Any],
+    link: LinkConfig,
+    reference: Any,
+    budget: float,
+    is_urgent: bool = False,
 ) -> SourceCall:
     """The request to one linked source, as the engine makes it."""
     return SourceCall(
@@ -121,6 +151,7 @@ def source_call(
         field_mapping=link.field_mapping,
         channels=link.channels,
         timeout_budget=budget,
+        is_urgent=is_urgent,
         reference=reference,
         baseline=value_type.fallback,
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
 from values.context import ContextError, canonical_context
-from values.validation import ValueRules, rules_problems, value_problems
+from values.validation import MAX_READ_BUDGET, ValueRules, rules_problems, value_problems
 
 identifier_validator = RegexValidator(
     r"^[a-z][a-z0-9_]*$", "Use lowercase letters, digits and underscores, starting with a letter."
@@ -74,6 +74,23 @@ class ValueType(models.Model):
         default=BlendMethod.MEAN,
         help_text="How a tier's sources are combined: weighted mean, or weighted median (resists one bad source).",
     )
+    read_budget = models.DurationField(
+        null=True,
+        blank=True,
+        validators=[_positive_duration, MaxValueValidator(MAX_READ_BUDGET)],
+        help_text="How long a consumer's read waits for sources before answering with the best it has "
+        "(empty: DYNCONFIG_READ_BUDGET, 150 ms by default).",
+    )
+    widening_order = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Context keys dropped, least significant first, to answer with a wider context's value "
+        'when a context has none, e.g. ["industry", "region"]. Empty: never widened.',
+    )
+    is_prediction_enabled = models.BooleanField(
+        default=True,
+        help_text="Whether a forecast from this value's history may be served when nothing fresher is known.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -95,10 +112,16 @@ class ValueType(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
-        for name in ("aliases", "context_keys", "ascending_fields"):
+        for name in ("aliases", "context_keys", "ascending_fields", "widening_order"):
             problems = _string_list(getattr(self, name), "non-empty strings")
             if problems:
                 errors[name] = problems
+        if "widening_order" not in errors and "context_keys" not in errors:
+            unknown = [name for name in self.widening_order if name not in self.context_keys]
+            if unknown or len(set(self.widening_order)) != len(self.widening_order):
+                errors["widening_order"] = [
+                    f"Name each of the context keys ({', '.join(self.context_keys) or 'none'}) at most once."
+                ]
         if not isinstance(self.schema, dict):
             errors["schema"] = ["Must be a JSON object (a JSON Schema)."]
         if "aliases" not in errors:

@@ -94,6 +94,9 @@ class ValueTypeConfig:
     overrides: tuple[OverrideConfig, ...] = ()
     id: int | None = None  # None: a built-in type the database does not hold (yet)
     fingerprint: str = ""
+    read_budget: timedelta | None = None  # how long a consumer's read waits for sources; None: the setting
+    widening_order: tuple[str, ...] = ()  # context keys a widened answer drops, least significant first
+    is_prediction_enabled: bool = True  # whether a forecast from history may be served
 
     @property
     def is_channel_keyed(self) -> bool:
@@ -133,6 +136,7 @@ def builtin_snapshot() -> Snapshot:
                 max_ratio=validation.get("max_ratio"),
             ),
             fingerprint="builtin",
+            widening_order=tuple(definition["widening"]),
         )
         types.update({name: config for name in (key, *definition["aliases"])})
     return Snapshot(version=None, types=types)
@@ -209,6 +213,9 @@ def load_snapshot() -> Snapshot:
             blend_method=value_type.blend_method,
             links=links,
             overrides=tuple(overrides_by_type.get(value_type.pk, [])),
+            read_budget=value_type.read_budget,
+            widening_order=tuple(value_type.widening_order),
+            is_prediction_enabled=value_type.is_prediction_enabled,
         )
         config = _with_fingerprint(config)
         types.update({name: config for name in (value_type.key, *value_type.aliases)})

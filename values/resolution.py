@@ -1,19 +1,41 @@
-"""Resolution: the one answer for a value type and a context. `get_value()` always answers.
+"""Resolution: the one answer for a value type and a context. `get_value()` always answers, fast.
 
 Precedence, first match wins:
   1. override   an operator's active override matching the context (most specific wins)
-  2. l1         this process's memory            } a fetched, stale or fallback answer
-  3. l2         Redis, shared by every process   } cached under a key holding the type's
-  4. l3         the database's resolved values   } configuration fingerprint and the context
+  2. l1         this process's memory            } an answer made before (fetched or degraded),
+  3. l2         Redis, shared by every process   } under a key holding the type's configuration
+  4. l3         the database's resolved values   } fingerprint and the context
   5. primary → secondary → tertiary: each tier's sources called concurrently, validated,
-                blended by weight; the first tier with a valid blend wins
+                blended by weight; the first tier with a valid blend wins. One deadline for the
+                whole read, shared by every tier.
   6. stale      the last known good value, up to the type's maximum staleness
-  7. fallback   the operator-edited emergency fallback (or, with no database, the built-in)
-Consistency: a fetched value is written to L3, L2 and L1; a stale or fallback answer only to
-L2 and L1, briefly, so that recovery shows soon. Concurrent cold reads of one key fetch once
-(one leader per process, one per key across processes through a Redis lock); the others wait
-for the leader's answer. Operators' changes reach every process within a second (registry),
-and so does a background refresh that changed a value (each process drops its L1 copies).
+  7. widened    the nearest wider context's value (context keys dropped in the type's
+                widening order, down to the empty context), if fresh or not too stale
+  8. predicted  a forecast from this context's own history (values.prediction), valid by the
+                type's rules, where the type allows it
+  9. fallback   the operator-edited emergency fallback (or, with no database, the built-in)
+Steps 6 to 9 make a degraded answer; its provenance says why (`reason`: budget_exceeded,
+breaker_open, sources_down, no_sources, no_database) and whether a refresh is on its way.
+
+Two kinds of read:
+- A consumer's read (`use_cache=True`: HTTP, in-process, batch, planning) waits for sources at
+  most its read budget (the type's `read_budget`, else DYNCONFIG_READ_BUDGET, 150 ms), with one
+  urgent attempt per source: no retry, no wait for a rate-limit token, none for an open breaker.
+  When the sources give nothing in time it answers from steps 6 to 9 at once and leaves a
+  refresh of the pair running in the background (values.background), so a later read is fresh.
+- A refresh (`use_cache=False`: background refreshes, refresh_values, an operator's refresh)
+  skips the caches and gives the sources DYNCONFIG_REFRESH_BUDGET, with retries and rate-limit
+  waits; if they fail, a value still fresh in L3 is kept.
+
+Consistency: a fetched value is written to L3, L2 and L1; a degraded answer only to L2 and L1,
+briefly, so that recovery shows soon. Concurrent cold reads of one key fetch once (one leader
+per process, one per key across processes through a Redis lock); the others wait for the
+leader's answer, a consumer no longer than its budget. Operators' changes reach every process
+within a second (registry), and so does a background refresh that changed a value (each
+process drops its L1 copies).
+
+Expiry: an answer's `expires_at` is counted from when its value was obtained, and every cache
+lifetime from `expires_at` (values.cache.store); no answer says `stale: false` past it.
 """
 
 from __future__ import annotations
@@ -21,35 +43,73 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from monitoring import metrics
 from values import popularity
 from values.answers import SOURCE_TIERS, Answer, Provenance
-from values.cache import WAIT_POLL_INTERVAL, cache_key, flights, l1, l2, l3_get, l3_set, seconds_until
-from values.context import canonical_context
-from values.fetching import fetch_tier
+from values.background import refreshes
+from values.cache import (
+    WAIT_POLL_INTERVAL,
+    cache_key,
+    flights,
+    keep_in_l1,
+    l1,
+    l2,
+    l3_get,
+    l3_history,
+    l3_last_good_of,
+    l3_set,
+    store,
+)
+from values.context import canonical_context, wider_contexts
+from values.fetching import BREAKER_OPEN, OUT_OF_TIME, fetch_tier
+from values.prediction import forecast
 from values.registry import OverrideConfig, ValueTypeConfig, registry
+from values.validation import value_problems
 
 logger = logging.getLogger(__name__)
 
-# How long a stale or fallback answer is cached: short, so a recovered source shows soon.
+# How long a degraded answer is cached: short, so a recovered source shows soon.
 FALLBACK_TTL = timedelta(minutes=5)
-# A consumer's read waits at most this long for sources before falling back.
-FETCH_BUDGET_SECONDS = 3.0
-# How long a reader waits for another process's fetch of the same key.
-WAIT_FOR_LEADER_SECONDS = FETCH_BUDGET_SECONDS + 0.5
+# A fetch lock outlives its fetch's deadline by this much (a leader storing its answer).
+LOCK_MARGIN_SECONDS = 0.5
+# A wider context's value is a guess for a narrower one: it is trusted half as much.
+WIDENED_CONFIDENCE_FACTOR = 0.5
+# A forecast uses at most this many past values of the context, from at most this far back.
+PREDICTION_POINTS = 30
+PREDICTION_WINDOW = timedelta(days=30)
 # How many distinct (type, raw context) pairs `_read_keys` remembers.
 READ_KEYS_MEMO_SIZE = 10_000
 _read_keys_memo: dict[tuple, tuple[dict, str, str]] = {}
 
+# Why an answer is degraded (values.answers.REASONS).
+BUDGET_EXCEEDED, SOURCES_DOWN, NO_SOURCES, NO_DATABASE = "budget_exceeded", "sources_down", "no_sources", "no_database"
+# Degraded for these reasons, a consumer's read leaves a refresh running: it may still succeed.
+# (An open breaker refuses the refresh too; the dispatcher's refreshes try again later.)
+REFRESHABLE_REASONS = frozenset({BUDGET_EXCEEDED, SOURCES_DOWN})
+
 
 class UnknownValueType(LookupError):
     """No value type has this key or alias."""
+
+
+@dataclass(frozen=True)
+class _ColdRead:
+    """A read that missed every cache it may use: the pair and what L3 holds of it."""
+
+    value_type: ValueTypeConfig
+    context: dict
+    context_key: str
+    key_in_cache: str
+    fresh: Answer | None  # L3's still-fresh answer: only a refresh gets this far with one
+    last_good: Answer | None
+    use_cache: bool
 
 
 def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: bool = True) -> Answer:
@@ -57,7 +117,8 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
 
     Raises UnknownValueType for an unknown key and values.context.ContextError for a context
     the type does not accept; for everything else (sources, Redis or the database down,
-    garbage upstream) it answers, and the provenance says how.
+    garbage upstream) it answers, and the provenance says how. `use_cache=False` is a refresh
+    (see the module's docstring).
     """
     snapshot = registry.snapshot()
     if snapshot.data_version != l1.data_version:
@@ -78,9 +139,7 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
         metrics.cache_looked_up("l1", answer)
         if answer is not None:
             return metrics.answer_served(answer)
-    now = timezone.now()
-    if use_cache:
-        answer = _from_l2(key_in_cache, now)
+        answer = _from_l2(key_in_cache)
         if l2.is_enabled:  # without Redis (or while it is skipped) there is no L2 to miss
             metrics.cache_looked_up("l2", answer)
         if answer is not None:
@@ -88,22 +147,13 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     fresh, last_good = l3_get(value_type, context_key)
     if use_cache:
         metrics.cache_looked_up("l3", fresh)
-    if use_cache and fresh is not None:
-        _store(key_in_cache, fresh, seconds_until(fresh.provenance.expires_at, now))
-        return metrics.answer_served(fresh)
+        if fresh is not None:
+            store(key_in_cache, fresh)
+            return metrics.answer_served(fresh)
 
-    is_leader, landed = flights.join(key_in_cache)
-    if not is_leader:
-        landed.wait(WAIT_FOR_LEADER_SECONDS)
-        answer = l1.get(key_in_cache)
-        if answer is not None:
-            return metrics.answer_served(answer)
-    try:
-        answer = _resolve_cold(value_type, context, key_in_cache, context_key, fresh, last_good, now, use_cache)
-        return metrics.answer_served(answer)
-    finally:
-        if is_leader:
-            flights.land(key_in_cache)
+    cold = _ColdRead(value_type, context, context_key, key_in_cache, fresh, last_good, use_cache)
+    answer = _read_cold(cold) if use_cache else _refresh(cold)
+    return metrics.answer_served(answer)
 
 
 def _read_keys(value_type: ValueTypeConfig, raw: Mapping[str, Any] | None) -> tuple[dict, str, str]:
@@ -140,52 +190,118 @@ def pick_override(
     return max(matching, key=lambda o: (len(o.context), o.starts_at, o.id))
 
 
-def _resolve_cold(
-    value_type: ValueTypeConfig,
-    context: dict,
-    key_in_cache: str,
-    context_key: str,
-    fresh: Answer | None,
-    last_good: Answer | None,
-    now: datetime,
-    use_cache: bool,
-) -> Answer:
-    """Steps 5 to 7, with at most one fetch of this key at a time across processes.
+def read_budget(value_type: ValueTypeConfig) -> float:
+    """Seconds a consumer's read of `value_type` waits for its sources."""
+    if value_type.read_budget is not None:
+        return value_type.read_budget.total_seconds()
+    return settings.DYNCONFIG_READ_BUDGET
 
-    `fresh` is L3's still-fresh answer, given only when the caches were skipped (a refresh):
-    if the sources fail, it is kept, not served as stale."""
-    token = l2.acquire(key_in_cache, WAIT_FOR_LEADER_SECONDS)
-    if token is None:
-        answer = _wait_for_leader(key_in_cache)
+
+# Steps 5 to 9 ----------------------------------------------------------------------------------
+
+
+def _read_cold(cold: _ColdRead) -> Answer:
+    """A consumer's cold read: the sources within the read budget, else a degraded answer now
+    and a refresh left running in the background."""
+    deadline = time.monotonic() + read_budget(cold.value_type)
+    is_leader, landed = flights.join(cold.key_in_cache)
+    if not is_leader:  # another thread of this process fetches the pair: wait for it, briefly
+        landed.wait(max(0.0, deadline - time.monotonic()))
+        answer = l1.get(cold.key_in_cache)
         if answer is not None:
             return answer
-        return _fall_back(value_type, context, key_in_cache, fresh, last_good, now, ("another process is fetching",))
+        return _degraded(cold, ("another read in this process is fetching",), BUDGET_EXCEEDED, is_kept=False)
+    try:
+        answer = _fetch_or_degrade(cold, deadline, is_urgent=True)
+    finally:
+        flights.land(cold.key_in_cache)
+    if answer.provenance.refreshing:
+        refreshes.submit(cold.key_in_cache, lambda: _refresh_in_background(cold))
+    return answer
+
+
+def _refresh(cold: _ColdRead) -> Answer:
+    """A refresh: the sources with the long budget, retries and rate-limit waits."""
+    deadline = time.monotonic() + settings.DYNCONFIG_REFRESH_BUDGET
+    is_leader, landed = flights.join(cold.key_in_cache)
+    if not is_leader:
+        landed.wait(max(0.0, deadline - time.monotonic()))
+        answer = l1.get(cold.key_in_cache)
+        if answer is not None:
+            return answer
+    try:
+        return _fetch_or_degrade(cold, deadline, is_urgent=False)
+    finally:
+        if is_leader:
+            flights.land(cold.key_in_cache)
+
+
+def _fetch_or_degrade(cold: _ColdRead, deadline: float, *, is_urgent: bool) -> Answer:
+    """Steps 5 to 9 under the pair's fetch lock, so that one process fetches it at a time and a
+    degraded answer is stored before any refresh could store a fresh one."""
+    token = l2.acquire(cold.key_in_cache, deadline - time.monotonic() + LOCK_MARGIN_SECONDS)
+    if token is None:
+        answer = _wait_for_leader(cold.key_in_cache, deadline)
+        if answer is not None:
+            return answer
+        # The other process stores what it gets: this answer is not kept.
+        return _degraded(cold, ("another process is fetching",), BUDGET_EXCEEDED, is_kept=False)
     try:
         # A leader may have stored the answer between our cache misses and taking the lock.
-        answer = (l1.get(key_in_cache) or _from_l2(key_in_cache, now)) if use_cache else None
+        answer = (l1.get(cold.key_in_cache) or _from_l2(cold.key_in_cache)) if cold.use_cache else None
         if answer is not None:
             return answer
-        answer, errors = _fetch(value_type, context, last_good)
+        answer, errors, reason = _fetch_and_keep(cold, deadline, is_urgent=is_urgent)
         if answer is not None:
-            _store(key_in_cache, answer, seconds_until(answer.provenance.expires_at, now))
-            l3_set(value_type, context_key, answer)
             return answer
-        return _fall_back(value_type, context, key_in_cache, fresh, last_good, now, errors)
+        if cold.fresh is not None:  # a refresh whose sources failed: the L3 value is not stale yet
+            answer = replace(cold.fresh, provenance=replace(cold.fresh.provenance, errors=errors))
+            store(cold.key_in_cache, answer)
+            return answer
+        return _degraded(cold, errors, reason, is_refreshing=is_urgent and reason in REFRESHABLE_REASONS)
     finally:
-        l2.release(key_in_cache, token)
+        l2.release(cold.key_in_cache, token)
 
 
-def _fetch(value_type: ValueTypeConfig, context: dict, last_good: Answer | None) -> tuple[Answer | None, tuple[str, ...]]:
-    """Step 5: tier by tier, the first valid blend."""
-    reference = last_good.value if last_good else value_type.fallback
+def _refresh_in_background(cold: _ColdRead) -> None:
+    """What a consumer's read left behind: the pair fetched with the long budget and stored.
+    If another process holds the fetch, it stores what it gets; if this fetch fails, the
+    degraded answer already cached stays until it expires."""
+    started = time.perf_counter()
+    deadline = time.monotonic() + settings.DYNCONFIG_REFRESH_BUDGET
+    token = l2.acquire(cold.key_in_cache, settings.DYNCONFIG_REFRESH_BUDGET + LOCK_MARGIN_SECONDS)
+    if token is None:
+        return
+    try:
+        answer, errors, _ = _fetch_and_keep(cold, deadline, is_urgent=False)
+    finally:
+        l2.release(cold.key_in_cache, token)
+    if answer is None:
+        logger.info(
+            "%s [%s]: background refresh brought no value: %s",
+            cold.value_type.key, _context_text(cold.context), "; ".join(errors) or "no detail",
+            extra={"value_type": cold.value_type.key},
+        )
+    metrics.refresh_observed(cold.value_type.key, time.perf_counter() - started, is_failed=answer is None)
+
+
+def _fetch_and_keep(
+    cold: _ColdRead, deadline: float, *, is_urgent: bool
+) -> tuple[Answer | None, tuple[str, ...], str]:
+    """Step 5: tier by tier until `deadline`, the first valid blend, stored in every tier.
+    (answer or None, what failed, the reason for a degraded answer)."""
+    value_type = cold.value_type
+    reference = cold.last_good.value if cold.last_good else value_type.fallback
     errors: list[str] = []
+    failures: list[str] = []
     for tier in SOURCE_TIERS:
         links = tuple(link for link in value_type.links if link.tier == tier)
         if not links:
             continue
-        outcome = fetch_tier(value_type, context, links, reference, FETCH_BUDGET_SECONDS)
+        outcome = fetch_tier(value_type, cold.context, links, reference, deadline, is_urgent=is_urgent)
         if outcome.blend is None:
             errors.extend(f"{tier}: {error}" for error in outcome.errors)
+            failures.extend(outcome.failures)
             continue
         fetched_at = min((use.fetched_at for use in outcome.uses), default=timezone.now())
         ttl = min(value_type.ttl, outcome.ttl) if outcome.ttl else value_type.ttl
@@ -195,86 +311,149 @@ def _fetch(value_type: ValueTypeConfig, context: dict, last_good: Answer | None)
             sources=outcome.uses,
             confidence=outcome.blend.confidence,
             fetched_at=fetched_at,
-            expires_at=timezone.now() + ttl,
+            expires_at=fetched_at + ttl,  # from when the value was obtained, not when asked for
             errors=tuple(errors) + tuple(f"{tier}: {error}" for error in outcome.errors),
         )
-        return Answer(value_type.key, context, outcome.blend.value, provenance), ()
-    if not value_type.links:
+        answer = Answer(value_type.key, cold.context, outcome.blend.value, provenance)
+        store(cold.key_in_cache, answer)
+        l3_set(value_type, cold.context_key, answer)
+        return answer, (), ""
+    if value_type.id is None:
+        reason = NO_DATABASE  # the built-in type: the database never answered
+    elif not value_type.links:
         errors.append("no sources configured")
-    return None, tuple(errors)
-
-
-def _fall_back(
-    value_type: ValueTypeConfig,
-    context: dict,
-    key_in_cache: str,
-    fresh: Answer | None,
-    last_good: Answer | None,
-    now: datetime,
-    errors: tuple[str, ...],
-) -> Answer:
-    """Steps 6 and 7: the last known good value while it is not too old, else the fallback.
-
-    A value that is still fresh in L3 (a refresh skipped the caches, and the sources failed)
-    stays what it is, with the failure noted: it is not stale yet."""
-    if fresh is not None:
-        answer = replace(fresh, provenance=replace(fresh.provenance, errors=errors))
-        _store(key_in_cache, answer, seconds_until(answer.provenance.expires_at, now))
-        return answer
-    brief = min(value_type.ttl, FALLBACK_TTL)
-    if (
-        last_good is not None
-        and last_good.provenance.expires_at is not None
-        and now - last_good.provenance.expires_at <= value_type.max_staleness
-    ):
-        provenance = Provenance(
-            tier="stale",
-            origin="stale",
-            sources=last_good.provenance.sources,
-            confidence=last_good.provenance.confidence,
-            fetched_at=last_good.provenance.fetched_at,
-            expires_at=now + brief,
-            stale=True,
-            errors=errors,
-        )
-        answer = Answer(value_type.key, context, _for_context(value_type, context, last_good.value), provenance)
+        reason = NO_SOURCES
+    elif OUT_OF_TIME in failures:
+        reason = BUDGET_EXCEEDED
+    elif failures and all(failure == BREAKER_OPEN for failure in failures):
+        reason = BREAKER_OPEN
     else:
-        provenance = Provenance(
-            tier="fallback",
-            origin="fallback",
-            sources=(),
-            confidence=0.0,
-            fetched_at=None,
-            expires_at=now + brief,
-            errors=errors,
-        )
-        answer = Answer(value_type.key, context, _for_context(value_type, context, value_type.fallback), provenance)
-    reason = _why_degraded(value_type, answer, last_good)
-    metrics.degraded_answer_made(value_type.key, answer.provenance.origin, reason)
+        reason = SOURCES_DOWN
+    return None, tuple(errors), reason
+
+
+def _degraded(
+    cold: _ColdRead, errors: tuple[str, ...], reason: str, *, is_refreshing: bool = False, is_kept: bool = True
+) -> Answer:
+    """Steps 6 to 9: stale, widened, predicted, else the fallback; cached briefly if `is_kept`."""
+    value_type = cold.value_type
+    now = timezone.now()
+    made = _stale(cold, now) or _widened(cold, now) or _predicted(cold, now) or _fallback(cold)
+    value, provenance = made
+    provenance = replace(
+        provenance,
+        expires_at=now + min(value_type.ttl, FALLBACK_TTL),
+        errors=errors,
+        reason=reason,
+        refreshing=is_refreshing,
+    )
+    answer = Answer(value_type.key, cold.context, _for_context(value_type, cold.context, value), provenance)
+    metrics.degraded_answer_made(value_type.key, provenance.origin, reason)
     logger.warning(
-        "%s [%s]: serving the %s value (%s): %s", value_type.key, _context_text(context), answer.provenance.origin,
+        "%s [%s]: serving the %s value (%s): %s", value_type.key, _context_text(cold.context), provenance.origin,
         reason, "; ".join(errors) or "no detail", extra={"value_type": value_type.key},
     )
-    _store(key_in_cache, answer, brief.total_seconds())
+    if is_kept:
+        store(cold.key_in_cache, answer)
     return answer
+
+
+def _stale(cold: _ColdRead, now: datetime) -> tuple[Any, Provenance] | None:
+    """Step 6: the last known good value, while not older than the type's max staleness."""
+    last_good = cold.last_good
+    if last_good is None or not _is_usable(last_good, cold.value_type, now):
+        return None
+    return last_good.value, _degraded_provenance("stale", last_good.provenance, stale=True)
+
+
+def _widened(cold: _ColdRead, now: datetime) -> tuple[Any, Provenance] | None:
+    """Step 7: the nearest wider context's value (in L1, else L3), fresh or not too stale, that
+    holds every channel asked for."""
+    value_type = cold.value_type
+    wider = wider_contexts(cold.context, value_type.widening_order)
+    if not wider:
+        return None
+    cached = {
+        context_key: answer
+        for _, context_key in wider
+        if (answer := l1.get(cache_key(value_type, context_key))) is not None and not answer.provenance.is_degraded
+    }
+    stored = l3_last_good_of(value_type, [context_key for _, context_key in wider if context_key not in cached])
+    wanted_channels = set(cold.context.get("channels", ())) if value_type.is_channel_keyed else set()
+    for context, context_key in wider:
+        answer = cached.get(context_key) or stored.get(context_key)
+        if answer is None or not _is_usable(answer, value_type, now):
+            continue
+        if wanted_channels and not (isinstance(answer.value, dict) and wanted_channels <= set(answer.value)):
+            continue
+        provenance = _degraded_provenance(
+            "widened",
+            answer.provenance,
+            stale=answer.provenance.expires_at is not None and answer.provenance.expires_at < now,
+            confidence=answer.provenance.confidence * WIDENED_CONFIDENCE_FACTOR,
+            context_used=context,
+        )
+        return answer.value, provenance
+    return None
+
+
+def _predicted(cold: _ColdRead, now: datetime) -> tuple[Any, Provenance] | None:
+    """Step 8: a forecast from the context's own history, if the type allows it and the forecast
+    passes the type's rules."""
+    value_type = cold.value_type
+    if not value_type.is_prediction_enabled:
+        return None
+    history = l3_history(value_type, cold.context_key, now - PREDICTION_WINDOW, PREDICTION_POINTS)
+    made = forecast([value for _, value in history])
+    if made is None:
+        return None
+    problems = value_problems(made.value, value_type.rules)
+    if problems:
+        logger.info("%s [%s]: forecast refused: %s", value_type.key, _context_text(cold.context), "; ".join(problems))
+        return None
+    newest, oldest = history[0][0], history[-1][0]
+    provenance = Provenance(
+        tier="predicted",
+        origin="predicted",
+        sources=(),
+        confidence=made.confidence,
+        fetched_at=newest,
+        expires_at=None,
+        stale=True,  # made from values past their expiry
+        window={"oldest": oldest.isoformat(), "newest": newest.isoformat(), "points": made.points},
+    )
+    return made.value, provenance
+
+
+def _fallback(cold: _ColdRead) -> tuple[Any, Provenance]:
+    """Step 9: the emergency fallback."""
+    provenance = Provenance(
+        tier="fallback", origin="fallback", sources=(), confidence=0.0, fetched_at=None, expires_at=None
+    )
+    return cold.value_type.fallback, provenance
+
+
+def _degraded_provenance(origin: str, made_from: Provenance, *, stale: bool, **fields: Any) -> Provenance:
+    return Provenance(
+        tier=origin,
+        origin=origin,
+        sources=made_from.sources,
+        confidence=fields.pop("confidence", made_from.confidence),
+        fetched_at=made_from.fetched_at,
+        expires_at=None,
+        stale=stale,
+        **fields,
+    )
+
+
+def _is_usable(answer: Answer, value_type: ValueTypeConfig, now: datetime) -> bool:
+    """Whether a stored answer is fresh, or stale by no more than the type's max staleness."""
+    expires_at = answer.provenance.expires_at
+    return expires_at is not None and now - expires_at <= value_type.max_staleness
 
 
 def _context_text(context: Mapping[str, Any]) -> str:
     return ", ".join(f"{name}={value}" for name, value in context.items()) or "no context"
-
-
-def _why_degraded(value_type: ValueTypeConfig, answer: Answer, last_good: Answer | None) -> str:
-    """A short label for the metrics: why `answer` is stale or the fallback."""
-    if answer.provenance.errors == ("another process is fetching",):
-        return "fetch_in_progress"  # the leader's fetch outlasted our wait
-    if "no sources configured" in answer.provenance.errors:
-        return "no_sources"
-    if answer.provenance.origin == "fallback":
-        if value_type.id is None:
-            return "no_database"  # the built-in type: no stored value to fall back on
-        if last_good is not None:
-            return "stale_too_old"  # past the type's max_staleness
-    return "sources_failed"
 
 
 def _for_context(value_type: ValueTypeConfig, context: Mapping[str, Any], value: Any) -> Any:
@@ -298,27 +477,21 @@ def _override_answer(value_type: ValueTypeConfig, context: dict, override: Overr
     return Answer(value_type.key, context, _for_context(value_type, context, override.value), provenance)
 
 
-def _from_l2(key_in_cache: str, now: datetime) -> Answer | None:
+def _from_l2(key_in_cache: str) -> Answer | None:
     answer = l2.get(key_in_cache)
     if answer is not None:
-        l1.set(key_in_cache, answer, seconds_until(answer.provenance.expires_at, now))
+        keep_in_l1(key_in_cache, answer)
     return answer
 
 
-def _store(key_in_cache: str, answer: Answer, ttl: float) -> None:
-    l2.set(key_in_cache, answer, ttl)
-    l1.set(key_in_cache, answer, ttl)
-
-
-def _wait_for_leader(key_in_cache: str) -> Answer | None:
-    """Another process fetches this key: wait for its answer in L2, as long as it holds the lock."""
-    deadline = time.monotonic() + WAIT_FOR_LEADER_SECONDS
+def _wait_for_leader(key_in_cache: str, deadline: float) -> Answer | None:
+    """Another process fetches this key: wait for its answer in L2 until `deadline`, as long as
+    it holds the lock."""
     while time.monotonic() < deadline:
-        answer = l2.get(key_in_cache)
+        answer = _from_l2(key_in_cache)
         if answer is not None:
-            l1.set(key_in_cache, answer, seconds_until(answer.provenance.expires_at, timezone.now()))
             return answer
         if not l2.is_locked(key_in_cache):
-            return l2.get(key_in_cache)
-        time.sleep(WAIT_POLL_INTERVAL)
+            return _from_l2(key_in_cache)
+        time.sleep(min(WAIT_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
     return None

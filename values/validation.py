@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -19,6 +20,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from config.errors import format_path
+
+# A consumer's read budget longer than this is no longer "a fast answer": a refresh's job.
+MAX_READ_BUDGET = timedelta(seconds=10)
 
 LeafPath = tuple[str | int, ...]
 

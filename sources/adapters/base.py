@@ -43,6 +43,7 @@ class SourceError(Exception):
         retry_after: float | None = None,
         is_timeout: bool = False,
         is_throttled: bool = False,
+        is_unreachable: bool = False,
     ):
         self.kind = kind
         self.reason = reason
@@ -51,6 +52,8 @@ class SourceError(Exception):
         # failing one and a throttling provider from a broken one; RETRYABLE covers all four.
         self.is_timeout = is_timeout  # the time budget or a socket timeout ran out
         self.is_throttled = is_throttled  # the provider refused us for our rate (HTTP 429, quota)
+        # Connection refused or host unknown: not slow but absent, so the breaker opens at once.
+        self.is_unreachable = is_unreachable
         super().__init__(f"{kind.value}: {reason}")
 
 
@@ -98,6 +101,9 @@ class SourceCall:
     field_mapping: Mapping[str, str] = field(default_factory=dict)  # the link's, over the source's
     channels: tuple[str, ...] = ()  # channels this source covers for the type (empty: all)
     timeout_budget: float = 10.0  # seconds the whole call may take, retries included
+    # Someone is waiting for this call (a consumer's read): one attempt, no retry, and no wait
+    # for a rate-limit token. Background refreshes are not urgent and use the whole budget.
+    is_urgent: bool = False
     # The value a source may complete: the last known good value, else the fallback. A source
     # that measures only some fields (Semrush) fills the others from it.
     reference: Any = None

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from sources.adapters.base import ErrorKind, SourceCall, SourceError
 
@@ -120,7 +121,9 @@ def send(
     except requests.Timeout as error:
         phase = "connecting" if isinstance(error, requests.ConnectTimeout) else "waiting for the answer"
         raise SourceError(ErrorKind.RETRYABLE, f"timed out {phase}", is_timeout=True) from None
-    except requests.ConnectionError:
+    except requests.ConnectionError as error:
+        if _is_unreachable(error):
+            raise SourceError(ErrorKind.RETRYABLE, "connection failed", is_unreachable=True) from None
         raise SourceError(ErrorKind.RETRYABLE, "connection failed") from None
     except requests.exceptions.ChunkedEncodingError:
         raise SourceError(ErrorKind.RETRYABLE, "the answer broke off while being read") from None
@@ -271,3 +274,10 @@ def _install_redactor() -> None:
 
 
 _install_redactor()
+
+
+def _is_unreachable(error: requests.ConnectionError) -> bool:
+    """Whether the connection was refused or the host name did not resolve: the source is not
+    there at all, unlike a connection that broke or a slow one (the breaker opens at once)."""
+    cause = error.args[0] if error.args else None
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)

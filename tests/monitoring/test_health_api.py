@@ -83,7 +83,8 @@ def health(client: APIClient) -> dict:
 
 
 def test_health__source_stopped_then_slowed_then_restored__down_then_degraded_then_healthy(reader, nothing_answers):
-    # Stopped: both budget sources refuse connections (3 tries each), then the secondary too.
+    # Stopped: both budget sources refuse connections, then the secondary too. A refused
+    # connection opens a source's breaker at once (no retries): down, and says why.
     with LocalServer() as stopped:
         serve_budget(stopped)
     refresh()
@@ -91,7 +92,7 @@ def test_health__source_stopped_then_slowed_then_restored__down_then_degraded_th
     report = health(reader)
     market = report["sources"][MARKET]
     assert market["status"] == "down"
-    assert market["reasons"][0] == "its last 3 calls failed, the latest with http_error: connection failed"
+    assert market["reasons"][0].startswith("its breaker is open until")
     assert market["last_failure_reason"] == "http_error: connection failed"
     assert market["last_success_at"] is None
     assert report["status"] == "down"  # every source of budget_thresholds is down: served from fallback

@@ -7,6 +7,7 @@ from django.core.cache import caches
 
 from sources.models import Source, SourceCall
 from tests.servers import LocalServer
+from values.background import refreshes
 from values.cache import l1, l2
 from values.registry import registry
 
@@ -39,6 +40,8 @@ def engine(synced, monkeypatch):
     monkeypatch.setattr(l2, "_down_until", 0.0)
     reload_engine()
     yield
+    # Refreshes that degraded reads left running use the test's sources and database: let them end.
+    refreshes.wait_until_idle(15)
     l1.clear()
     caches["default"].clear()
 

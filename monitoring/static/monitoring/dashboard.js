@@ -22,7 +22,8 @@
   // Tableau 10: distinct hues that stay apart for most colour-blind readers.
   var PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
   // Tiers keep one colour everywhere: caches blue, sources green, overrides purple,
-  // degraded answers amber (stale) and red (fallback).
+  // degraded answers from amber (stale) through brown (widened) and pink (predicted) to red
+  // (fallback).
   var TIER_COLORS = {
     override: "#b07aa1",
     l1: "#1f4e79",
@@ -32,6 +33,8 @@
     secondary: "#59a14f",
     tertiary: "#8cd17d",
     stale: "#f28e2b",
+    widened: "#9c755f",
+    predicted: "#ff9da7",
     fallback: "#e15759",
   };
 
