@@ -313,6 +313,31 @@ def test_value_type_change__bad_fallback__refused_with_error_on_form(
     assert not admin_entries().exists()
 
 
+@pytest.mark.parametrize(
+    ("changes", "field", "expected_error"),
+    [
+        ({"widening_order": ["colour"]}, "widening_order", "Name each of the context keys (region, industry) at most once."),
+        ({"widening_order": ["region", "region"]}, "widening_order", "Must not repeat an entry."),
+        ({"read_budget": "11"}, "read_budget", "less than or equal to 0:00:10"),
+    ],
+    ids=["unknown_context_key", "repeated_key", "read_budget_too_long"],
+)
+def test_value_type_change__bad_widening_or_read_budget__refused_with_error_on_form(
+    admin_client, synced, changes, field, expected_error
+):
+    value_type = ValueType.objects.get(key="budget_thresholds")
+    stored = (value_type.widening_order, value_type.read_budget)
+
+    response = post_change(admin_client, value_type, change_reason="try it", **changes)
+
+    assert response.status_code == 200
+    assert field in form_errors(response)
+    assert expected_error in " ".join(form_errors(response)[field])
+    value_type.refresh_from_db()
+    assert (value_type.widening_order, value_type.read_budget) == stored
+    assert not admin_entries().exists()
+
+
 # --- good edits are saved and recorded -----------------------------------------------------
 
 

@@ -950,3 +950,55 @@ def test_load__seed_multiplier_names_and_fields__are_merged(tmp_path):
     fields = load_environment(path=path, environ={}).value_types["industry_multipliers"].fields
 
     assert fields["field_bounds"] == {"finance": {"min": 1.0}, "*": {"min": 0.3, "max": 3.0}}
+
+
+# --- when the sources are slow or down: read budget, widening, prediction -----------------------
+
+
+def test_load__read_budget_widening_and_prediction__reach_the_value_type(tmp_path):
+    path = write(tmp_path, "env.yaml", """
+        dynamic_values:
+          budget_thresholds:
+            read_budget: PT0.25S
+            widening: [region]
+            prediction: false
+    """)
+
+    fields = load_environment(path=path, environ={}).value_types["budget_thresholds"].fields
+
+    assert fields["read_budget"] == timedelta(milliseconds=250)
+    assert fields["widening_order"] == ["region"]
+    assert fields["is_prediction_enabled"] is False
+
+
+def test_load__no_widening_given__context_keys_least_significant_first(tmp_path):
+    path = write(tmp_path, "env.yaml", "environment: env\n")
+
+    value_types = load_environment(path=path, environ={}).value_types
+
+    assert value_types["budget_thresholds"].fields["widening_order"] == ["industry", "region"]
+    assert value_types["channel_performance"].fields["widening_order"] == ["industry", "region", "channels"]
+    assert value_types["budget_thresholds"].fields["read_budget"] is None
+    assert value_types["budget_thresholds"].fields["is_prediction_enabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("read_budget: PT11S", "at most PT10S"),
+        ("read_budget: fast", "bad duration 'fast'"),
+        ("widening: [colour]", "names each context key (region, industry) at most once"),
+        ("widening: [region, region]", "has non-unique elements"),
+        ("prediction: sometimes", "wrong type"),
+    ],
+)
+def test_load__bad_read_budget_widening_or_prediction__reports_file_key_line_and_reason(tmp_path, line, reason):
+    path = write(tmp_path, "env.yaml", f"""
+        dynamic_values:
+          budget_thresholds:
+            {line}
+    """)
+
+    problem = only_problem(path)
+
+    assert_reported(problem, path, f"dynamic_values.budget_thresholds.{line.split(':')[0]}", reason, 3)

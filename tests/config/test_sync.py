@@ -371,7 +371,10 @@ def test_export__after_operator_edits__sync_of_the_export_is_a_no_op(synced, tmp
     link.save(update_fields=["weight"])
     multipliers = ValueType.objects.get(key="industry_multipliers")
     multipliers.fallback_value = {**multipliers.fallback_value, "finance": 1.45, "energy": 0.95}
-    multipliers.save(update_fields=["fallback_value"])
+    multipliers.read_budget = timedelta(milliseconds=400)
+    multipliers.widening_order = []
+    multipliers.is_prediction_enabled = False
+    multipliers.save(update_fields=["fallback_value", "read_budget", "widening_order", "is_prediction_enabled"])
     Source.objects.filter(name="imf_api").update(
         read_timeout=22.5, is_enabled=False, breaker_recovery_timeout=timedelta(seconds=12, microseconds=345678)
     )
@@ -385,6 +388,9 @@ def test_export__after_operator_edits__sync_of_the_export_is_a_no_op(synced, tmp
     assert database_rows() == before
     exported = yaml.safe_load(path.read_text())
     assert exported["dynamic_values"]["industry_multipliers"]["fallback"]["finance"] == 1.45
+    assert exported["dynamic_values"]["industry_multipliers"]["read_budget"] == "PT0.4S"
+    assert exported["dynamic_values"]["industry_multipliers"]["widening"] == []
+    assert exported["dynamic_values"]["industry_multipliers"]["prediction"] is False
     assert {"api": "competitive_analysis_api", "weight": 0.45}.items() <= next(
         entry for entry in exported["dynamic_values"]["industry_multipliers"]["sources"]
         if entry["api"] == "competitive_analysis_api"

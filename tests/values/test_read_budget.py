@@ -326,3 +326,18 @@ def test_read__degraded_answer__cached_in_l2_with_its_reason(tight_budget):
 
     assert cached is not None and cached.provenance.reason == answer.provenance.reason == "sources_down"
     assert cached.provenance.tier == "l2" and cached.provenance.origin == "fallback"
+
+
+def test_read_api__unseen_context_during_an_outage__widened_provenance_in_the_json(tight_budget, client):
+    store_last_good(US, blended([(0.6, BUDGET), (0.4, OTHER_BUDGET)]))
+    stop_sources(tight_budget)
+
+    response = client.get("/api/v1/values/budget_thresholds/", {"region": "us", "industry": "toys"})
+
+    assert response.status_code == 200
+    provenance = response.json()["provenance"]
+    assert provenance["tier"] == provenance["origin"] == "widened"
+    assert provenance["context_used"] == {"region": "us"}
+    assert provenance["reason"] == "sources_down"
+    assert provenance["refreshing"] is True
+    assert provenance["window"] is None
