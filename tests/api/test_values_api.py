@@ -19,7 +19,12 @@ VALUE_TYPES_URL = "/api/v1/values/"
 BUDGET_URL = "/api/v1/values/budget_thresholds/"
 US_RETAIL = {"region": "us", "industry": "retail"}
 ANSWER_FIELDS = {"key", "context", "value", "provenance"}
-PROVENANCE_FIELDS = {"tier", "origin", "sources", "confidence", "fetched_at", "expires_at", "stale", "errors"}
+PROVENANCE_FIELDS = {
+    "tier", "origin", "sources", "confidence", "fetched_at", "expires_at", "stale", "errors",
+    # Issue 12: why a degraded answer, whether a refresh is running, a widened answer's context,
+    # a predicted answer's history window (null when they do not apply).
+    "reason", "refreshing", "context_used", "window",
+}
 SOURCE_USE_FIELDS = {"name", "weight", "confidence", "fetched_at"}
 ISO_DURATION = re.compile(r"^P(?!$)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
 
