@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from access.authentication import forget_token, token_hash
+from access.authentication import forget_token, forget_token_everywhere, token_hash
 from access.models import ApiToken, Scope
 from values.history import audit_record, snapshot
 
@@ -71,7 +71,8 @@ def api_token_create(
 
 def api_token_revoke(*, token: ApiToken, actor: str, reason: str, channel: str = "command") -> ApiToken:
     """Revoke a token: it stops authenticating at once in this process, and in every other
-    within DYNCONFIG_TOKEN_CACHE_SECONDS (their cache of recent lookups). Needs a reason;
+    within DYNCONFIG_TOKEN_CACHE_SECONDS (their cache of recent lookups), database outages
+    included (its shared cache entry is deleted on commit). Needs a reason;
     refuses a token already revoked (ValidationError, nothing changed)."""
     reason = reason.strip()
     if not reason:
@@ -87,9 +88,10 @@ def api_token_revoke(*, token: ApiToken, actor: str, reason: str, channel: str =
             actor=actor, channel=channel, instance=row, before=before, after=_public_snapshot(row), reason=reason
         )
     # Now, and again after the commit: a request in between could have cached the row as it
-    # was before the commit.
+    # was before the commit. The shared cache after the commit only: it is what vouches for the
+    # token during a database outage, in every process.
     forget_token(row.token_hash)
-    transaction.on_commit(lambda: forget_token(row.token_hash))
+    transaction.on_commit(lambda: forget_token_everywhere(row.token_hash))
     token.revoked_at = row.revoked_at
     return row
 

@@ -9,8 +9,8 @@ Two ways in, one component (`ErrorResponse`):
 
 - `add_error_responses`, a drf-spectacular postprocessing hook (SPECTACULAR_SETTINGS), gives
   every operation the errors any of them can answer, unless the view documented them itself:
-  401, 403 and 429 everywhere, 404 where the path has parameters, 400 where the operation takes
-  query parameters or a body, 415 where it takes a body.
+  401, 403, 429 and 503 everywhere, 404 where the path has parameters, 400 where the operation
+  takes query parameters or a body, 415 where it takes a body.
 """
 
 from __future__ import annotations
@@ -55,10 +55,14 @@ ERROR_DESCRIPTIONS = {
     415: "Unsupported media type: send the body as `application/json`.",
     428: "Precondition required: send the version you read (`If-Match`) to change it.",
     429: "Too many requests: wait for `Retry-After` seconds.",
+    503: (
+        "`database_unavailable`: the database cannot be reached; try again after `Retry-After` "
+        "seconds. Value reads keep answering meanwhile, with tokens looked up recently."
+    ),
 }
 
-# What any operation may answer, whatever it is.
-EVERY_OPERATION_ERRORS = (401, 403, 429)
+# What any operation may answer, whatever it is (503: a token's lookup needs the database).
+EVERY_OPERATION_ERRORS = (401, 403, 429, 503)
 
 
 def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:

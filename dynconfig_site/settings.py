@@ -18,6 +18,9 @@ API access and security (docs/security.md):
     DYNCONFIG_ANONYMOUS_READS      value reads without a token; default on outside production
     DYNCONFIG_TOKEN_CACHE_SECONDS  how long a process trusts a token it looked up (default 5):
                                    a revoked token works elsewhere for at most that long
+    DYNCONFIG_TOKEN_OUTAGE_GRACE   while the database is unreachable, how long after its last
+                                   successful lookup a token keeps working (ISO 8601, default
+                                   PT10M; 0: none, every token gets 503 during an outage)
     DYNCONFIG_THROTTLE_READ        rate of GET/HEAD/OPTIONS per token, or per IP without one
                                    (default 6000/min; `off` for no limit)
     DYNCONFIG_THROTTLE_WRITE       rate of the other methods, likewise (default 120/min)
@@ -49,10 +52,13 @@ operators; see config/README.md for where that line is drawn.
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from config.durations import parse_duration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -125,6 +131,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A view that finds the database unreachable answers 503 database_unavailable (JSON under
+    # /api/, a short page elsewhere) instead of a 500; DRF views do so in api_errors.py.
+    "dynconfig_site.database_outage.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "dynconfig_site.urls"
@@ -238,6 +247,17 @@ def _throttle_rate(variable: str, *, default: str) -> str | None:
     return rate
 
 
+def _duration(variable: str, *, default: str) -> timedelta:
+    """An ISO 8601 duration such as `PT10M` (config/durations.py); `0` for none."""
+    text = env.str(variable, default=default).strip()
+    if text == "0":
+        return timedelta(0)
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{variable}: {error}") from None
+
+
 # Whether a reverse proxy terminates TLS in front of us and says so in X-Forwarded-Proto.
 BEHIND_TLS_PROXY = env.bool("DYNCONFIG_BEHIND_TLS_PROXY", default=IS_PRODUCTION)
 
@@ -269,6 +289,10 @@ REST_FRAMEWORK = {
 # How long a process trusts a token it looked up (access/authentication.py): a revoked token
 # keeps working in other processes for at most this many seconds.
 DYNCONFIG_TOKEN_CACHE_SECONDS = env.float("DYNCONFIG_TOKEN_CACHE_SECONDS", default=5.0)
+# While the database is unreachable, a token looked up successfully within this long keeps
+# working (access/authentication.py): consumers keep reading through an outage, while an unknown
+# token is still never accepted. An ISO 8601 duration; 0 turns it off.
+DYNCONFIG_TOKEN_OUTAGE_GRACE = _duration("DYNCONFIG_TOKEN_OUTAGE_GRACE", default="PT10M")
 # Whether value reads need no sign-in (never in production).
 DYNCONFIG_ANONYMOUS_READS = env.bool("DYNCONFIG_ANONYMOUS_READS", default=not IS_PRODUCTION)
 

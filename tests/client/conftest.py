@@ -4,7 +4,6 @@ request the client puts on the wire."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,13 @@ from requests.adapters import HTTPAdapter
 from access.authentication import token_hash
 from access.models import ApiToken
 from tests.api.conftest import budget_server  # noqa: F401
+from tests.databases import free_port
 from tests.processes import PROJECT_ROOT, child_environment
 from tests.values.conftest import engine, local_server  # noqa: F401
 
 TOKEN = "dcfg_client_test_token_0123456789abcdef0123456789abcdef"
 # Django starting on a loaded machine (8 engineers, 2 cores): generous, far below a hang.
 STARTUP_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.core.exceptions import ValidationError
@@ -26,6 +24,7 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 
 from sources.models import Source, ValueTypeSource
+from tests import databases
 from tests.servers import LocalServer, RecordedRequest
 from tests.values.conftest import (
     BUDGET,
@@ -646,34 +645,10 @@ def test_get_value__fallback_under_short_type_ttl__expires_with_it_and_recovery_
 # 7. Our own tiers failing: Redis and the database ---------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def own_redis(socket_timeout: float = 0.25) -> Iterator[subprocess.Popen]:
     """A redis-server of this test's own, with the Django cache (L2) pointed at it."""
-    port = free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-        location = f"redis://127.0.0.1:{port}/0"
+    with databases.redis_server() as (process, location):
         cache = {
             "default": {
                 "BACKEND": "django_redis.cache.RedisCache",
@@ -689,10 +664,6 @@ def own_redis(socket_timeout: float = 0.25) -> Iterator[subprocess.Popen]:
         # override_settings resets django.core.cache.caches (setting_changed), on entry and exit.
         with override_settings(CACHES=cache, REDIS_URL=location):
             yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
 
 
 def test_get_value__redis_killed_after_read__answers_from_l3_without_raising(budget_server, caplog):
