@@ -19,6 +19,8 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from contextvars import copy_context
+from functools import partial
 
 from django.db import connections
 
@@ -50,7 +52,8 @@ class BackgroundRefreshes:
             if key in self._keys:
                 return True
             try:
-                self._jobs.put_nowait((key, job))
+                # In the caller's context: the refresh's log lines carry the read's request id.
+                self._jobs.put_nowait((key, partial(copy_context().run, job)))
             except queue.Full:
                 logger.info("background refresh of %s dropped: %d already waiting", key, self._jobs.maxsize)
                 return False

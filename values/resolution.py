@@ -254,7 +254,8 @@ def _fetch_or_degrade(cold: _ColdRead, deadline: float, *, is_urgent: bool) -> A
         answer, errors, reason = _fetch_and_keep(cold, deadline, is_urgent=is_urgent)
         if answer is not None:
             return answer
-        if cold.fresh is not None:  # a refresh whose sources failed: the L3 value is not stale yet
+        if cold.fresh is not None and cold.fresh.provenance.expires_at > timezone.now():
+            # A refresh whose sources failed, while the L3 value is still fresh: kept as it is.
             answer = replace(cold.fresh, provenance=replace(cold.fresh.provenance, errors=errors))
             store(cold.key_in_cache, answer)
             return answer
@@ -340,9 +341,13 @@ def _degraded(
     now = timezone.now()
     made = _stale(cold, now) or _widened(cold, now) or _predicted(cold, now) or _fallback(cold)
     value, provenance = made
+    # Briefly, and never past the expiry of a still-fresh value it was made from (widened).
+    expires_at = now + min(value_type.ttl, FALLBACK_TTL)
+    if provenance.expires_at is not None:
+        expires_at = min(expires_at, provenance.expires_at)
     provenance = replace(
         provenance,
-        expires_at=now + min(value_type.ttl, FALLBACK_TTL),
+        expires_at=expires_at,
         errors=errors,
         reason=reason,
         refreshing=is_refreshing,
@@ -386,13 +391,16 @@ def _widened(cold: _ColdRead, now: datetime) -> tuple[Any, Provenance] | None:
             continue
         if wanted_channels and not (isinstance(answer.value, dict) and wanted_channels <= set(answer.value)):
             continue
+        is_stale = answer.provenance.expires_at < now
         provenance = _degraded_provenance(
             "widened",
             answer.provenance,
-            stale=answer.provenance.expires_at is not None and answer.provenance.expires_at < now,
+            stale=is_stale,
             confidence=answer.provenance.confidence * WIDENED_CONFIDENCE_FACTOR,
             context_used=context,
         )
+        if not is_stale:  # fresh only as long as the value it was made from
+            provenance = replace(provenance, expires_at=answer.provenance.expires_at)
         return answer.value, provenance
     return None
 
