@@ -3,13 +3,14 @@
 
     .venv/bin/python bench/run.py            # the full run (about 2 minutes on 2 cores)
     .venv/bin/python bench/run.py --quick    # fewer iterations, 3 s load runs: a smoke test
+    .venv/bin/python bench/run.py --outage   # the outage section alone (about 15 s)
     .venv/bin/python bench/run.py --profile l2   # where the time of one kind of read goes
                                                  # (l1, l2, l3, or http: in-process API requests)
 
 It sets up its own PostgreSQL database (DATABASE_URL, default dynconfig_bench on 127.0.0.1,
 created if missing) and Redis database (REDIS_URL, default db 14), runs `migrate` and
-`sync_config --env test`, points budget_thresholds' two sources at a local server answering after
-100 ms each, and measures:
+`sync_config --env test`, points budget_thresholds' sources (its two primaries and its
+secondary) at a local server answering the primaries after 100 ms each, and measures:
 
 1. read latency in this process (median, p95, p99 in µs, time.perf_counter_ns around the one
    call, net of the timer's own cost): a dict lookup and a raw Redis GET as baselines, then
@@ -17,13 +18,18 @@ created if missing) and Redis database (REDIS_URL, default db 14), runs `migrate
 2. HTTP throughput: gunicorn (2 sync workers) serving the project, loaded by wrk (or
    bench/loadgen.py when wrk is absent) from another process, on the real read API and on a
    bare DRF view returning the same JSON (bench/bare_urls.py); requests/s of each, and the
-   workers' CPU time per request (from /proc), steadier when other work shares the cores.
+   workers' CPU time per request (from /proc), steadier when other work shares the cores;
+3. outage (bench/outage.py): 200 cold reads of distinct contexts by 16 threads while every
+   source refuses connections, while every source hangs, and while one primary hangs and the
+   other answers; median, p99 and max in ms, the answers' tiers and reasons, and how many
+   source calls were attempted (the breakers spare most reads the attempt). The read budget is
+   the production default (150 ms): the bench keeps DYNCONFIG_READ_BUDGET out of its settings.
 
 It prints a table with the issue's targets (PASS/MISS) and writes it to bench/results/latest.txt.
-It flushes its Redis database and deletes budget_thresholds' resolved values in its database, so
-it refuses a database whose name does not contain "bench". Everything it starts (the local
-server, gunicorn, wrk) is stopped at the end, also on Ctrl-C or an error; all its traffic goes
-to 127.0.0.1.
+It flushes its Redis database and deletes budget_thresholds' resolved values (and, in the outage
+section, their history) in its database, so it refuses a database whose name does not contain
+"bench". Everything it starts (the local servers, gunicorn, wrk) is stopped at the end, also on
+Ctrl-C or an error; all its traffic goes to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -68,6 +74,9 @@ BARE_PATH = "/bench/bare/?region=us&industry=retail"
 SOURCE_DELAY = 0.1
 MARKET_RESEARCH = ("market_research_api", "/v1/budget-benchmarks", "MARKET_RESEARCH_API")
 INDUSTRY_BENCHMARKS = ("industry_benchmarks_api", "/benchmarks/budget-tiers", "INDUSTRY_BENCHMARKS_API")
+# budget_thresholds' secondary: not routed on the local server (it answers 404), but local, so
+# that a read the primaries fail never reaches the internet.
+WORLD_BANK_URL_VARIABLE = "WORLD_BANK_BASE_URL"
 MARKET_RESEARCH_ANSWER = {
     "micro_business_spending_median": 600,
     "small_business_spending_median": 6000,
@@ -84,6 +93,10 @@ L1_TARGET_US = 5.0
 L2_TARGET_FACTOR = 1.5
 COLD_TARGET_MS = 120.0
 HTTP_TARGET_RATIO = 0.9
+# Outage: a cold read answers within its read budget (150 ms) plus this much at the p99, with
+# this many reads at once (threads of one process).
+OUTAGE_P99_TARGET_MS = 200.0
+OUTAGE_READERS = 16
 
 # HTTP figures are flagged noisy when the rounds' ratios spread more than this, or when other
 # processes kept more than this many cores busy (1-minute load average) as the bench started.
@@ -124,6 +137,10 @@ def configure_environment() -> None:
     os.environ.setdefault("DYNCONFIG_THROTTLE_READ", "1000000000/min")
     os.environ["DEBUG"] = "false"  # DEBUG keeps every SQL query in memory: never measured with it on
     os.environ["DJANGO_SETTINGS_MODULE"] = "dynconfig_site.settings"
+    # The outage targets hold at the production read budget; a shell's (tests set 1.0) must not
+    # stretch it. A value type's own `read_budget` still applies, and the table shows it.
+    if os.environ.pop("DYNCONFIG_READ_BUDGET", None) is not None:
+        print("bench: DYNCONFIG_READ_BUDGET ignored: the bench reads at the production default", flush=True)
     for _, _, prefix in (MARKET_RESEARCH, INDUSTRY_BENCHMARKS):
         os.environ.setdefault(f"{prefix}_KEY", "bench-credential")
 
@@ -181,6 +198,7 @@ def setup_django(server_url: str) -> None:
     # base.yaml reads the sources' base URLs from these variables (`${..._URL:-https://...}`).
     for _, _, prefix in (MARKET_RESEARCH, INDUSTRY_BENCHMARKS):
         os.environ[f"{prefix}_URL"] = server_url
+    os.environ[WORLD_BANK_URL_VARIABLE] = server_url
     django.setup()
     with open(os.devnull, "w") as quiet:
         call_command("migrate", interactive=False, verbosity=0, stdout=quiet)
@@ -312,6 +330,23 @@ def measure_latency(iterations: dict[str, int], server) -> dict[str, Series]:
     )
     series["cold"].source_calls = server.calls() - calls_before  # type: ignore[attr-defined]
     return series
+
+
+# Outage -----------------------------------------------------------------------------------------
+
+
+def measure_outage(readers: int) -> dict:
+    """bench/outage.py's three scenarios, with the read budget they ran under."""
+    from bench.outage import measure_outage as measure_scenarios
+    from values.registry import registry
+    from values.resolution import read_budget
+
+    value_type = registry.refresh(force=True).value_type(KEY)
+    origin = "the type's read_budget" if value_type.read_budget is not None else "DYNCONFIG_READ_BUDGET's default"
+    scenarios = measure_scenarios(
+        RESULTS, hanging_source=MARKET_RESEARCH[0], answering_source=INDUSTRY_BENCHMARKS[0], readers=readers
+    )
+    return {"budget": read_budget(value_type), "budget_origin": origin, "scenarios": scenarios}
 
 
 # HTTP -------------------------------------------------------------------------------------------
@@ -464,20 +499,15 @@ def measure_http(args, log_path: Path) -> dict:
 # Report -----------------------------------------------------------------------------------------
 
 
-def render(series: dict[str, Series], http: dict | None, args, started: datetime) -> tuple[list[str], dict]:
+def render(
+    series: dict[str, Series] | None, http: dict | None, outage: dict | None, args, started: datetime
+) -> tuple[list[str], dict]:
     verdicts: dict[str, bool] = {}
-    redis_median = series["redis"].median
-    l2_limit = L2_TARGET_FACTOR * redis_median
 
     def verdict(name: str, ok: bool) -> str:
         verdicts[name] = ok
         return "PASS" if ok else "MISS"
 
-    targets = {
-        "l1": f"≤ {L1_TARGET_US:g} µs  {verdict('l1', series['l1'].median <= L1_TARGET_US)}",
-        "l2": f"≤ {L2_TARGET_FACTOR:g}× raw GET = {l2_limit:.1f} µs  {verdict('l2', series['l2'].median <= l2_limit)}",
-        "cold": f"≤ {COLD_TARGET_MS:g} ms  {verdict('cold', series['cold'].median <= COLD_TARGET_MS * 1000)}",
-    }
     lines = [
         f"DynConfig read benchmark, {started:%Y-%m-%d %H:%M} UTC",
         f"machine: {os.cpu_count()} cores, {_cpu_model()}; Python {platform.python_version()}, "
@@ -486,9 +516,26 @@ def render(series: dict[str, Series], http: dict | None, args, started: datetime
         f"command: {' '.join(['.venv/bin/python', 'bench/run.py', *sys.argv[1:]])}",
         f"load average (1 min) at start {args.load_before:.2f}, at end {os.getloadavg()[0]:.2f} "
         "(other processes on these cores weigh on every figure)",
-        "",
-        f"{'read latency (µs)':<42}{'median':>10}{'p95':>10}{'p99':>10}{'n':>8}   target",
     ]
+    if series is not None:
+        lines += ["", *render_latency(series, verdict)]
+    if http is not None:
+        lines += ["", *render_http(http, args, verdict)]
+    if outage is not None:
+        lines += ["", *render_outage(outage, verdict)]
+    missed = [name for name, ok in verdicts.items() if not ok]
+    lines += ["", f"targets: {len(verdicts) - len(missed)} PASS, {len(missed)} MISS" + (f" ({', '.join(missed)})" if missed else "")]
+    return lines, verdicts
+
+
+def render_latency(series: dict[str, Series], verdict: Callable[[str, bool], str]) -> list[str]:
+    l2_limit = L2_TARGET_FACTOR * series["redis"].median
+    targets = {
+        "l1": f"≤ {L1_TARGET_US:g} µs  {verdict('l1', series['l1'].median <= L1_TARGET_US)}",
+        "l2": f"≤ {L2_TARGET_FACTOR:g}× raw GET = {l2_limit:.1f} µs  {verdict('l2', series['l2'].median <= l2_limit)}",
+        "cold": f"≤ {COLD_TARGET_MS:g} ms  {verdict('cold', series['cold'].median <= COLD_TARGET_MS * 1000)}",
+    }
+    lines = [f"{'read latency (µs)':<42}{'median':>10}{'p95':>10}{'p99':>10}{'n':>8}   target"]
     for name in ("timer", "dict", "redis", "l1", "l2", "l3", "cold"):
         s = series[name]
         digits = 0 if s.median >= 1000 else (3 if s.median < 1 else 1)
@@ -506,53 +553,126 @@ def render(series: dict[str, Series], http: dict | None, args, started: datetime
         f"    (cold: {cold_calls} source calls for {series['cold'].n} reads; every other figure is net "
         f"of the timer's cost, {series['timer'].median * 1000:.0f} ns)"
     )
-    if http is not None:
-        runs = http["runs"]
-        best = {name: max(run["rps"] for run in runs[name]) for name in runs}
-        median = {name: statistics.median(run["rps"] for run in runs[name]) for name in runs}
-        failed = sum(run["failed"] for name in runs for run in runs[name])
-        cpu = {name: statistics.median(run["cpu_us"] for run in runs[name]) for name in runs}
-        round_ratios = [api["rps"] / bare["rps"] for api, bare in zip(runs["api"], runs["bare"])]
-        ratio = statistics.median(round_ratios)
-        cpu_ratio = cpu["bare"] / cpu["api"]
-        spread = max(round_ratios) - min(round_ratios)
-        noisy = spread > NOISY_SPREAD or args.load_before > NOISY_LOAD
-        if noisy:
-            # Other work on the cores swamps the req/s ratio: the verdict goes by CPU per request.
-            mark = "INCONCLUSIVE (noisy)"
-            cpu_mark = verdict("http (by CPU per request)", cpu_ratio >= HTTP_TARGET_RATIO)
+    return lines
+
+
+def render_http(http: dict, args, verdict: Callable[[str, bool], str]) -> list[str]:
+    runs = http["runs"]
+    best = {name: max(run["rps"] for run in runs[name]) for name in runs}
+    median = {name: statistics.median(run["rps"] for run in runs[name]) for name in runs}
+    failed = sum(run["failed"] for name in runs for run in runs[name])
+    cpu = {name: statistics.median(run["cpu_us"] for run in runs[name]) for name in runs}
+    round_ratios = [api["rps"] / bare["rps"] for api, bare in zip(runs["api"], runs["bare"])]
+    ratio = statistics.median(round_ratios)
+    cpu_ratio = cpu["bare"] / cpu["api"]
+    spread = max(round_ratios) - min(round_ratios)
+    noisy = spread > NOISY_SPREAD or args.load_before > NOISY_LOAD
+    if noisy:
+        # Other work on the cores swamps the req/s ratio: the verdict goes by CPU per request.
+        mark = "INCONCLUSIVE (noisy)"
+        cpu_mark = verdict("http (by CPU per request)", cpu_ratio >= HTTP_TARGET_RATIO)
+    else:
+        mark = verdict("http", ratio >= HTTP_TARGET_RATIO)
+        cpu_mark = "PASS" if cpu_ratio >= HTTP_TARGET_RATIO else "MISS"
+    return [
+        f"HTTP (req/s; best of {args.rounds} alternated runs, median in brackets; ratio: median of the rounds' ratios)",
+        f"  bare DRF view: {best['bare']:,.0f} ({median['bare']:,.0f})   "
+        f"/api/v1/values/budget_thresholds/?region=us&industry=retail: {best['api']:,.0f} ({median['api']:,.0f})   "
+        f"ratio {ratio:.2f}   target ≥ {HTTP_TARGET_RATIO:g}  {mark}",
+        f"  server CPU per request (µs, median of runs): bare {cpu['bare']:,.0f}   api {cpu['api']:,.0f}   "
+        f"ratio bare/api {cpu_ratio:.2f}  {cpu_mark} (the req/s ratio of a CPU-bound server; steadier than "
+        "req/s when other work shares the cores)",
+        f"  rounds (bare, api, ratio): "
+        + "; ".join(
+            f"{bare['rps']:,.0f}, {api['rps']:,.0f}, {api['rps'] / bare['rps']:.2f}"
+            for bare, api in zip(runs["bare"], runs["api"])
+        ),
+        *(
+            [
+                f"  ! noisy: the rounds' ratios spread by {spread:.2f} (load average {args.load_before:.2f} at "
+                "the start): the verdict goes by the CPU-per-request ratio"
+            ]
+            if noisy
+            else []
+        ),
+        f"  gunicorn: 2 {args.worker_class} workers on 127.0.0.1; load: {_generator_text(args)}; "
+        f"same JSON from both: {'yes' if http['same_json'] else 'NO'} ({http['answer_bytes']} bytes); "
+        f"failed requests: {failed}",
+    ]
+
+
+def render_outage(outage: dict, verdict: Callable[[str, bool], str]) -> list[str]:
+    """One row per scenario (latency in ms, the target), then what the answers and the source
+    calls were (bench/outage.py)."""
+    scenarios = outage["scenarios"]
+    lines = [
+        f"outage: cold reads of {len(scenarios[0].reads)} distinct contexts each, {scenarios[0].readers} threads; "
+        f"read budget {outage['budget'] * 1000:.0f} ms ({outage['budget_origin']})",
+        f"{'latency (ms)':<42}{'median':>10}{'p99':>10}{'max':>10}{'n':>8}   target",
+    ]
+    for result in scenarios:
+        scenario = result.scenario
+        latencies = sorted(read.nanoseconds / 1e6 for read in result.reads)
+        p99 = _percentile(latencies, 0.99)
+        within = p99 <= OUTAGE_P99_TARGET_MS
+        if scenario.answering_source is None:
+            target = f"p99 ≤ {OUTAGE_P99_TARGET_MS:g} ms  {verdict(f'outage {scenario.name}', within)}"
         else:
-            mark = verdict("http", ratio >= HTTP_TARGET_RATIO)
-            cpu_mark = "PASS" if cpu_ratio >= HTTP_TARGET_RATIO else "MISS"
+            fresh = all(
+                read.tier == "primary" and read.sources == (scenario.answering_source,) for read in result.reads
+            )
+            target = (
+                f"all primary from {scenario.answering_source} alone, p99 ≤ {OUTAGE_P99_TARGET_MS:g} ms  "
+                f"{verdict(f'outage {scenario.name}', fresh and within)}"
+            )
+        lines.append(
+            f"{scenario.label:<42}{statistics.median(latencies):>10,.1f}{p99:>10,.1f}{latencies[-1]:>10,.1f}"
+            f"{len(latencies):>8}   {target}"
+        )
+        answers = Counter(_answer_text(read) for read in result.reads)
+        pointed = ", ".join(f"{name} {kind}" for name, kind in sorted(scenario.pointed_at.items()))
+        during, after = result.hanging_requests
         lines += [
-            "",
-            f"HTTP (req/s; best of {args.rounds} alternated runs, median in brackets; ratio: median of the rounds' ratios)",
-            f"  bare DRF view: {best['bare']:,.0f} ({median['bare']:,.0f})   "
-            f"/api/v1/values/budget_thresholds/?region=us&industry=retail: {best['api']:,.0f} ({median['api']:,.0f})   "
-            f"ratio {ratio:.2f}   target ≥ {HTTP_TARGET_RATIO:g}  {mark}",
-            f"  server CPU per request (µs, median of runs): bare {cpu['bare']:,.0f}   api {cpu['api']:,.0f}   "
-            f"ratio bare/api {cpu_ratio:.2f}  {cpu_mark} (the req/s ratio of a CPU-bound server; steadier than "
-            "req/s when other work shares the cores)",
-            f"  rounds (bare, api, ratio): "
-            + "; ".join(
-                f"{bare['rps']:,.0f}, {api['rps']:,.0f}, {api['rps'] / bare['rps']:.2f}"
-                for bare, api in zip(runs["bare"], runs["api"])
-            ),
-            *(
-                [
-                    f"  ! noisy: the rounds' ratios spread by {spread:.2f} (load average {args.load_before:.2f} at "
-                    "the start): the verdict goes by the CPU-per-request ratio"
-                ]
-                if noisy
-                else []
-            ),
-            f"  gunicorn: 2 {args.worker_class} workers on 127.0.0.1; load: {_generator_text(args)}; "
-            f"same JSON from both: {'yes' if http['same_json'] else 'NO'} ({http['answer_bytes']} bytes); "
-            f"failed requests: {failed}",
+            f"    sources: {pointed}",
+            "    answers: " + ", ".join(f"{text} {count}" for text, count in answers.most_common()),
+            f"    reads took {result.seconds:.2f} s in all; this process's CPU meanwhile {result.cpu_seconds:.2f} s "
+            f"({result.cpu_seconds / len(latencies) * 1000:.1f} ms per read, every thread's)",
+            f"    source calls during the reads: {_calls_text(result.calls_by_reads)}",
+            f"    source calls after them (background refreshes, "
+            f"{'done' if result.is_idle else 'NOT done'} in {result.refresh_seconds:.1f} s): "
+            f"{_calls_text(result.calls_after_reads)}",
+            f"    requests received by the hanging server: {during} during the reads, {after} after",
+            "    breakers at the end: " + "; ".join(f"{name} {state}" for name, state in result.breakers.items()),
         ]
-    missed = [name for name, ok in verdicts.items() if not ok]
-    lines += ["", f"targets: {len(verdicts) - len(missed)} PASS, {len(missed)} MISS" + (f" ({', '.join(missed)})" if missed else "")]
-    return lines, verdicts
+    lines.append(
+        "    (tried: past the breaker and the rate limit, a request made unless the budget was spent first "
+        "(a timeout); refused: no request. The engine's warnings are in bench/results/outage.log)"
+    )
+    return lines
+
+
+def _answer_text(read) -> str:
+    """How an answer is counted: e.g. `primary from industry_benchmarks_api`, `fallback: breaker_open`."""
+    if read.reason is None:
+        return f"{read.tier} from {'+'.join(read.sources) or 'no source'}"
+    return f"{read.tier}: {read.reason}" + (", refreshing" if read.is_refreshing else "")
+
+
+def _calls_text(calls: dict[str, Counter]) -> str:
+    """Per source: the attempts that got past the breaker and the rate limit (by outcome), then
+    those refused by them, which made no request."""
+    refusals = ("breaker_open", "rate_limited", "disabled")
+    parts = []
+    for name, outcomes in sorted(calls.items()):
+        tried = {outcome: count for outcome, count in outcomes.items() if outcome not in refusals}
+        text = f"{name} {sum(tried.values())} tried"
+        if tried:
+            text += " (" + ", ".join(f"{outcome} {count}" for outcome, count in sorted(tried.items())) + ")"
+        refused = [f"{count} by {outcome}" for outcome in refusals if (count := outcomes.get(outcome))]
+        if refused:
+            text += ", refused " + ", ".join(refused)
+        parts.append(text)
+    return "; ".join(parts) or "none"
 
 
 # Profile ----------------------------------------------------------------------------------------
@@ -629,7 +749,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--profile", choices=("l1", "l2", "l3", "cold", "http"),
                         help="cProfile one kind of read (http: in-process API requests) and stop")  # fmt: skip
+    sections = parser.add_mutually_exclusive_group()
+    sections.add_argument("--outage", action="store_true",
+                          help="the outage section alone (cold reads while the sources refuse or hang)")  # fmt: skip
+    sections.add_argument("--no-outage", action="store_true", help="skip the outage section")
+    parser.add_argument("--readers", type=int, default=OUTAGE_READERS,
+                        help=f"reader threads of the outage section (default {OUTAGE_READERS}, the target's)")  # fmt: skip
     args = parser.parse_args()
+    if args.readers < 1:
+        parser.error("--readers must be at least 1")
     iterations = dict(ITERATIONS)
     if args.quick:
         iterations = {name: max(5, n // 10) for name, n in iterations.items()} | {"cold": 5}
@@ -660,16 +788,20 @@ def main() -> int:
         if args.profile:
             profile(args.profile, iterations)
             return 0
-        print(f"bench: measuring read latency ({sum(iterations.values()):,} reads)...", flush=True)
-        series = measure_latency(iterations, server)
-        http = None
-        if not args.no_http:
-            print(f"bench: measuring HTTP throughput ({_generator_text(args)})...", flush=True)
-            http = measure_http(args, RESULTS / "gunicorn.log")
+        series = http = outage = None
+        if not args.outage:
+            print(f"bench: measuring read latency ({sum(iterations.values()):,} reads)...", flush=True)
+            series = measure_latency(iterations, server)
+            if not args.no_http:
+                print(f"bench: measuring HTTP throughput ({_generator_text(args)})...", flush=True)
+                http = measure_http(args, RESULTS / "gunicorn.log")
+        if not args.no_outage:
+            print("bench: measuring reads during outages (3 scenarios)...", flush=True)
+            outage = measure_outage(args.readers)
     finally:
         server.stop()
 
-    lines, _ = render(series, http, args, started)
+    lines, _ = render(series, http, outage, args, started)
     text = "\n".join(lines) + "\n"
     print()
     print(text, end="")
