@@ -6,9 +6,12 @@ cleared) and every breaker is closed:
 
   refusing     every source of the type, all tiers, at a port where nothing listens
   hanging      every source at a local server that accepts and never answers
-  one hanging  one primary source hanging, the other answering after 100 ms (as the bench's
-               source server does); the secondary hanging too, so that only the answering
-               source can make a fresh value
+  one hanging  one primary source hanging, the other answering after 30 ms (a healthy API);
+               the secondary hanging too, so that only the answering source can make a fresh
+               value
+
+Before the scenarios, WARM_UP_READS reads of other contexts with every source answering: the
+process has served reads before its outage, so its fetch threads and connections exist.
 
 The hanging and the answering servers run in a process of their own (bench/outage_servers.py):
 a real upstream does not wait for the readers' GIL.
@@ -50,6 +53,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 KEY = "budget_thresholds"
 # At least 200 reads, so that the p99 is not the slowest read or two.
+# Reads of other contexts with every source answering, before the scenarios: see _warm_up.
+WARM_UP_READS = 64
 READS = 200
 # A refresh gives its sources DYNCONFIG_REFRESH_BUDGET (3 s), four at a time: 200 of them against
 # sources that hang, with breakers that never opened, would take 150 s. Past this, the scenario
@@ -127,6 +132,7 @@ def measure_outage(
     ):
         endpoints = {"refusing": refusing_url, **upstreams}
         try:
+            _warm_up(names, endpoints["answering"], readers)
             for scenario in scenarios:
                 _point_sources({name: endpoints[kind] for name, kind in scenario.pointed_at.items()})
                 results.append(_run_scenario(scenario, names, upstreams["hanging"], readers))
@@ -134,6 +140,14 @@ def measure_outage(
             _point_sources(original_urls)
             _start_clean(names)
     return results
+
+
+def _warm_up(names: list[str], answering_url: str, readers: int) -> None:
+    """A process that has served reads before the outage: its fetch threads, HTTP sessions and
+    Redis and database connections exist (their first use costs more than any read after it)."""
+    _start_clean(names)
+    _point_sources(dict.fromkeys(names, answering_url))
+    _read_concurrently([{"region": f"w{number:02d}"} for number in range(WARM_UP_READS)], readers)
 
 
 def _run_scenario(scenario: Scenario, names: list[str], hanging_url: str, readers: int) -> ScenarioResult:

@@ -68,6 +68,11 @@ TRIAL_LEASE_SECONDS = 60.0
 # enough that a restarted source is tried again within seconds.
 UNREACHABLE_OPEN_SECONDS = 5.0
 
+# A process that found a breaker open refuses calls to that source by itself for this long at
+# most (never past the breaker's own time), instead of asking Redis for each: during an outage,
+# every read of every cold context would. An operator's reset reaches it within this time.
+SEEN_OPEN_SECONDS = 1.0
+
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 # What an attempt's outcome means to the breaker.
 SUCCESS, FAILURE, NO_VERDICT = "success", "failure", "none"
@@ -122,6 +127,9 @@ class BreakerState:
 
 def breaker_allow(source: SourceConfig) -> Permit:
     """A permit for one attempt, or SourceError(BREAKER_OPEN) when the breaker refuses it."""
+    open_until = _seen_open.get((source.name, source.base_url), 0.0)
+    if time.monotonic() < open_until:  # refused a moment ago: no need to ask Redis again
+        raise _refusal(source, open_until - time.monotonic())
     args = [source.base_url, source.breaker_half_open_trials, TRIAL_LEASE_SECONDS]
     reply = shared_redis.run(ALLOW_SCRIPT, _key(source.name), args)
     if reply is not None:
@@ -129,12 +137,18 @@ def breaker_allow(source: SourceConfig) -> Permit:
     else:
         (admitted, trial, retry_after), store = _local.allow(source, time.time()), "process"
     if not admitted:
-        if retry_after is None:
-            reason = f"breaker of {source.name} is half-open and its trial calls are in flight"
-        else:
-            reason = f"breaker of {source.name} is open for {retry_after:.1f}s more"
-        raise SourceError(ErrorKind.BREAKER_OPEN, reason, retry_after=retry_after)
+        if retry_after is not None:
+            _seen_open[(source.name, source.base_url)] = time.monotonic() + min(retry_after, SEEN_OPEN_SECONDS)
+        raise _refusal(source, retry_after)
     return Permit(source.name, source.base_url, trial, store)
+
+
+def _refusal(source: SourceConfig, retry_after: float | None) -> SourceError:
+    if retry_after is None:
+        reason = f"breaker of {source.name} is half-open and its trial calls are in flight"
+    else:
+        reason = f"breaker of {source.name} is open for {retry_after:.1f}s more"
+    return SourceError(ErrorKind.BREAKER_OPEN, reason, retry_after=retry_after)
 
 
 def breaker_record(source: SourceConfig, permit: Permit, outcome: SourceResult | SourceError | None) -> None:
@@ -147,6 +161,8 @@ def breaker_record(source: SourceConfig, permit: Permit, outcome: SourceResult |
     if permit.store == "process":
         _local.record(source, permit, verdict, wait, open_now, time.time())
         return
+    if verdict == NO_VERDICT and permit.trial == 0:
+        return  # nothing to count and no trial slot to free: no need to ask Redis
     # Granted by Redis: recorded there, or nowhere if Redis has gone meanwhile.
     args = [
         permit.endpoint,
@@ -184,8 +200,14 @@ def breaker_reset(name: str) -> None:
     """
     client = _operator_client()
     _local.forget(name)
+    _forget_seen_open(name)
     if client is not None:
         _operator_change(lambda: client.delete(_key(name)))
+
+
+def _forget_seen_open(name: str) -> None:
+    for seen in [seen for seen in list(_seen_open) if seen[0] == name]:
+        _seen_open.pop(seen, None)
 
 
 def breaker_force_open(name: str, duration: float) -> None:
@@ -474,6 +496,8 @@ class _LocalBreakers:
 
 
 _local = _LocalBreakers()
+# (source name, base URL) -> time.monotonic() until which this process refuses by itself.
+_seen_open: dict[tuple[str, str], float] = {}
 
 
 def _verdict(outcome: SourceResult | SourceError | None) -> str:

@@ -13,7 +13,8 @@ rate limit, which make no request, at INFO.
 Every attempt, retries included, first passes the source's circuit breaker (sources.breaker:
 BREAKER_OPEN if it refuses) and takes a token of its rate limit (sources.ratelimit: waiting for
 one within the budget, else RATE_LIMITED); neither refusal is retried. The attempt's outcome is
-then fed back to the breaker, and every attempt, refusals included, is recorded for source
+then fed back to the breaker (an urgent call's timeout excepted when the read's budget, not the
+source's own timeout, ran out), and every attempt, refusals included, is recorded for source
 health and counted in the metrics (sources.health.call_observed, which never raises).
 
 Each thread keeps one `requests.Session`, so connections to a source are reused across calls.
@@ -43,7 +44,6 @@ MAX_ATTEMPTS = 3
 FIRST_BACKOFF_SECONDS = 0.1
 # Not worth another try with less time than this left: it could only time out.
 MIN_ATTEMPT_SECONDS = 0.05
-
 _thread_state = threading.local()
 
 
@@ -91,6 +91,7 @@ def _attempt(adapter: SourceAdapter, call: SourceCall, deadline: float) -> Sourc
         call_observed(call.source.name, refusal, time.monotonic() - started)
         raise
     outcome: SourceResult | SourceError | None = None  # None: the try never finished
+    given = 0.0  # seconds the source had to answer
     try:
         # A token is worth waiting for only while an attempt could still follow it, and only
         # when nobody is waiting for the call.
@@ -99,17 +100,32 @@ def _attempt(adapter: SourceAdapter, call: SourceCall, deadline: float) -> Sourc
         # The source's response time, not our wait for a token.
         started = time.monotonic()
         # The adapter sees only what is left, so its timeouts shrink with each retry.
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        given = deadline - time.monotonic()
+        if given <= 0:
             raise SourceError(ErrorKind.RETRYABLE, "no time left in the call's budget", is_timeout=True)
-        outcome = adapter.fetch(replace(call, timeout_budget=remaining), _session())
+        outcome = adapter.fetch(replace(call, timeout_budget=given), _session())
         return outcome
     except SourceError as error:
         outcome = error
         raise
     finally:
-        breaker_record(call.source, permit, outcome)
+        breaker_record(call.source, permit, _breaker_outcome(call, outcome, given))
         call_observed(call.source.name, outcome, time.monotonic() - started)
+
+
+def _breaker_outcome(
+    call: SourceCall, outcome: SourceResult | SourceError | None, given: float
+) -> SourceResult | SourceError | None:
+    """What the breaker hears of an attempt. An urgent call that timed out before the source's
+    own timeouts could run out was cut short by the read's budget (150 ms), not failed by the
+    source: no verdict (None). Counting it would let consumers' reads shut every source slower
+    than their budget (Google Ads answers in hundreds of milliseconds) and, with it, the
+    refreshes that keep its values fresh. A hanging source is found out by the refreshes, whose
+    timeouts count."""
+    own_timeout = min(call.source.connect_timeout, call.source.read_timeout)
+    if call.is_urgent and isinstance(outcome, SourceError) and outcome.is_timeout and given < own_timeout:
+        return None
+    return outcome
 
 
 def _session() -> requests.Session:

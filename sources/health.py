@@ -130,20 +130,33 @@ def call_record(*, source_name: str, outcome: str, seconds: float, reason: str =
     leaves that transaction as it was (and the row shares its fate). Calls are recorded through
     `recorder` (a background writer); this writes at once, on the caller's connection.
     """
+    _call_records([dict(source_name=source_name, outcome=outcome, seconds=seconds, reason=reason)])
+
+
+def _call_records(rows: list[dict[str, Any]]) -> None:
+    """Append attempts to the shared record in one statement (and prune it when due). Never raises."""
+    now = timezone.now()
     try:
         with transaction.atomic():
-            SourceCall.objects.create(
-                source_name=source_name,
-                outcome=str(outcome),
-                seconds=max(0.0, float(seconds)),
-                reason=reason.replace("\x00", "")[:MAX_REASON_LENGTH],  # PostgreSQL text refuses NUL
-                called_at=timezone.now(),
+            SourceCall.objects.bulk_create(
+                [
+                    SourceCall(
+                        source_name=row["source_name"],
+                        outcome=str(row["outcome"]),
+                        seconds=max(0.0, float(row["seconds"])),
+                        # PostgreSQL text refuses NUL.
+                        reason=row.get("reason", "").replace("\x00", "")[:MAX_REASON_LENGTH],
+                        called_at=row.get("called_at", now),
+                    )
+                    for row in rows
+                ]
             )
         _prune_if_due()
     # Fails open (the module docstring): a DatabaseError, or anything the database layer raises
     # where database access is not allowed at all.
     except Exception as error:  # noqa: BLE001
-        _warn(f"call to {source_name} not recorded", error)
+        names = ", ".join(sorted({row["source_name"] for row in rows}))
+        _warn(f"{'call' if len(rows) == 1 else f'{len(rows)} calls'} to {names} not recorded", error)
 
 
 class CallRecorder:
@@ -171,7 +184,7 @@ class CallRecorder:
             if self._pid != os.getpid():  # first use in this process (or a forked child): a writer
                 self._pending, self._is_writing, self._pid = [], False, os.getpid()
                 threading.Thread(target=self._write_forever, name="dynconfig-call-record", daemon=True).start()
-            self._pending.append(row)
+            self._pending.append({**row, "called_at": timezone.now()})  # when it happened, not when written
             self._condition.notify_all()
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> bool:
@@ -193,8 +206,7 @@ class CallRecorder:
                     self._condition.wait()
                 rows, self._pending, self._is_writing = self._pending, [], True
             try:
-                for row in rows:
-                    call_record(**row)
+                _call_records(rows)  # what gathered meanwhile, in one statement
             finally:
                 # No idle connection per process (nor one left open on a test database).
                 connection.close()

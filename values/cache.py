@@ -21,6 +21,7 @@ import uuid
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -183,24 +184,30 @@ class InProcessFlights:
             event.set()
 
 
-def l3_get(value_type: ValueTypeConfig, context_key: str) -> tuple[Answer | None, Answer | None]:
-    """(fresh answer or None, last known good answer or None) from the database tier."""
+def l3_get(
+    value_type: ValueTypeConfig, context_key: str, wider_keys: Sequence[str] = ()
+) -> tuple[Answer | None, Answer | None, dict[str, Answer]]:
+    """From the database tier, in one query: (the context's fresh answer or None, its last known
+    good answer or None, the last known good answers of `wider_keys` that have one)."""
     from values.models import ResolvedValue
 
     if value_type.id is None:
-        return None, None
+        return None, None, {}
     try:
-        row = ResolvedValue.objects.filter(
-            value_type_id=value_type.id, context_key=context_key
-        ).first()
+        rows = list(
+            ResolvedValue.objects.filter(value_type_id=value_type.id, context_key__in=[context_key, *wider_keys])
+        )
     except DatabaseError as error:
         logger.warning("L3 (database) unavailable: %s", error)
-        return None, None
+        return None, None, {}
+    stored = {row.context_key: row for row in rows}
+    wider = {key: _answer_of(value_type, row) for key, row in stored.items() if key != context_key}
+    row = stored.get(context_key)
     if row is None:
-        return None, None
+        return None, None, wider
     answer = _answer_of(value_type, row)
     is_fresh = row.fingerprint == value_type.fingerprint and row.expires_at > timezone.now()
-    return (answer.found_in("l3") if is_fresh else None), answer
+    return (answer.found_in("l3") if is_fresh else None), answer, wider
 
 
 def _answer_of(value_type: ValueTypeConfig, row) -> Answer:
@@ -249,21 +256,6 @@ def keep_in_l1(key: str, answer: Answer) -> None:
     if answer.provenance.is_degraded:
         lifetime = min(lifetime, DEGRADED_L1_SECONDS)
     l1.set(key, answer, lifetime)
-
-
-def l3_last_good_of(value_type: ValueTypeConfig, context_keys: list[str]) -> dict[str, Answer]:
-    """The last known good answers of several contexts of one type, by context key (one query;
-    empty when the database is unavailable)."""
-    from values.models import ResolvedValue
-
-    if value_type.id is None or not context_keys:
-        return {}
-    try:
-        rows = list(ResolvedValue.objects.filter(value_type_id=value_type.id, context_key__in=context_keys))
-    except DatabaseError as error:
-        logger.warning("L3 (database) unavailable: %s", error)
-        return {}
-    return {row.context_key: _answer_of(value_type, row) for row in rows}
 
 
 def l3_history(value_type: ValueTypeConfig, context_key: str, since: datetime, limit: int) -> list[tuple[datetime, Any]]:

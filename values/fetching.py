@@ -66,13 +66,16 @@ def fetch_tier(
     budget = deadline - time.monotonic()
     if budget <= 0:
         return TierOutcome(None, (), ("no time left for this tier",), None, (OUT_OF_TIME,) * len(links))
-    futures = {
-        # In the caller's context, so that the call's log lines carry its request id.
-        _executor.submit(
-            copy_context().run, call_source, source_call(value_type, context, link, reference, budget, is_urgent)
-        ): link
-        for link in links
-    }
+    try:
+        futures = {
+            # In the caller's context, so that the call's log lines carry its request id.
+            _executor.submit(
+                copy_context().run, call_source, source_call(value_type, context, link, reference, budget, is_urgent)
+            ): link
+            for link in links
+        }
+    except RuntimeError:  # the interpreter is exiting (a command's background refresh): no new calls
+        return TierOutcome(None, (), ("the process is exiting",), None, (FAILED,) * len(links))
     done, _ = wait(futures, timeout=budget)
     contributions, uses, errors, ttls, failures = [], [], [], [], []
     for future, link in futures.items():

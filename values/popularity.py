@@ -9,9 +9,10 @@ The counts reach the database (values.models.ContextReads) at most every FLUSH_I
 the first read that notices the interval passed writes them (one atomic `F()` increment per
 context, a row created on first sight, tolerant of another process creating it at the same
 moment), and the dispatcher flushes its own process before it ranks contexts. One exception: the
-first read of a context in a process flushes at once, so that the dispatcher learns of every
-context read anywhere, even in a process that reads rarely or exits soon (a command); that read
-is a cold one anyway, and it happens once per context per process. A read inside a
+first read of a context in a process writes that context's row at once, so that the dispatcher learns of every context read
+anywhere, even in a process that reads rarely or exits soon (a command); that read is a cold one
+anyway, it happens once per context per process, and it writes nothing else, so that a burst of
+new contexts costs each read one row, not all of them. A read inside a
 transaction (`atomic`) leaves the flush to a later read, so that it never adds writes or locks
 to a caller's transaction. Recording fails open: an error is logged and the read goes on.
 Reads made with `use_cache=False` (refreshes, an operator's diagnosis) are not counted: a
@@ -30,6 +31,9 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+
+from values.models import ContextReads
+from values.registry import registry
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +62,16 @@ class ReadCounter:
             return
         try:
             entry = self._pending.get((key, context_key))
+            is_first_sight = False
             if entry is None:  # the first read of this context since the last flush
                 entry = self._pending[(key, context_key)] = [0, context]
                 if (key, context_key) not in self._known:
                     self._remember((key, context_key))
-                    self._flush_due_at = 0.0  # never seen by this process: flush now
+                    is_first_sight = True  # never seen by this process: written now
             entry[0] += 1
-            if time.monotonic() >= self._flush_due_at:
+            if is_first_sight:
+                self._write_first_sight(key, context_key)
+            elif time.monotonic() >= self._flush_due_at:
                 self._flush_from_read()
         except Exception:  # noqa: BLE001 - counting must never break a read: fail open, log
             logger.exception("read of %s in [%s] not counted", key, context_key)
@@ -91,8 +98,6 @@ class ReadCounter:
         self._flush_due_at = time.monotonic() + self.flush_interval
         if not pending:
             return 0
-        from values.registry import registry
-
         now = now or timezone.now()
         snapshot = registry.snapshot()
         written = 0
@@ -118,11 +123,27 @@ class ReadCounter:
         finally:
             self._flushing.release()
 
+    def _write_first_sight(self, key: str, context_key: str) -> None:
+        """The first read of a context in this process: its one row written now (one statement
+        for a context new to the database), the other counts left for the interval's flush, so
+        that a burst of new contexts does not make one read write them all."""
+        if connection.in_atomic_block:
+            self._flush_due_at = 0.0  # not inside a caller's transaction: a later read flushes
+            return
+        entry = self._pending.pop((key, context_key), None)
+        if entry is None:
+            return
+        value_type = registry.snapshot().value_type(key)
+        if value_type is None or value_type.id is None:
+            return  # a built-in type the database does not hold: nothing to refresh
+        try:
+            _add_reads(value_type.id, context_key, entry[1], entry[0], timezone.now())
+        except DatabaseError as error:
+            logger.warning("read count of [%s] not written: %s", context_key, error)
+
 
 def _add_reads(value_type_id: int, context_key: str, context: Mapping[str, Any], reads: int, now: datetime) -> None:
     """One atomic increment of a context's reads, the row created on first sight."""
-    from values.models import ContextReads
-
     rows = ContextReads.objects.filter(value_type_id=value_type_id, context_key=context_key)
     if rows.update(reads=F("reads") + reads, last_read_at=now):
         return

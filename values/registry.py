@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -230,10 +230,15 @@ def _is_mock_mode() -> bool:
         return False  # `manage.py check` reports the file; reads go on without mock mode
 
 
-def _with_fingerprint(config: ValueTypeConfig) -> ValueTypeConfig:
-    from dataclasses import asdict
+# Settings of a type that shape only its degraded answers, never a fetched value: changing them
+# (or adding them, on an upgrade) must not make every stored value look foreign.
+SHAPING_ONLY_DEGRADED_ANSWERS = ("read_budget", "widening_order", "is_prediction_enabled")
 
+
+def _with_fingerprint(config: ValueTypeConfig) -> ValueTypeConfig:
     shaping = asdict(replace(config, overrides=(), fingerprint=""))
+    for name in SHAPING_ONLY_DEGRADED_ANSWERS:
+        del shaping[name]
     return replace(config, fingerprint=fingerprint(shaping))
 
 

@@ -63,7 +63,6 @@ from values.cache import (
     l2,
     l3_get,
     l3_history,
-    l3_last_good_of,
     l3_set,
     store,
 )
@@ -110,6 +109,8 @@ class _ColdRead:
     fresh: Answer | None  # L3's still-fresh answer: only a refresh gets this far with one
     last_good: Answer | None
     use_cache: bool
+    wider: tuple[tuple[dict, str], ...]  # the wider contexts and their keys, nearest first
+    wider_stored: Mapping[str, Answer]  # L3's last known good answers of those that have one
 
 
 def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: bool = True) -> Answer:
@@ -144,14 +145,18 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
             metrics.cache_looked_up("l2", answer)
         if answer is not None:
             return metrics.answer_served(answer)
-    fresh, last_good = l3_get(value_type, context_key)
+    # The wider contexts' stored values come in the same query: a degraded answer may need them.
+    wider = wider_contexts(context, value_type.widening_order)
+    fresh, last_good, wider_stored = l3_get(value_type, context_key, [key for _, key in wider])
     if use_cache:
         metrics.cache_looked_up("l3", fresh)
         if fresh is not None:
             store(key_in_cache, fresh)
             return metrics.answer_served(fresh)
 
-    cold = _ColdRead(value_type, context, context_key, key_in_cache, fresh, last_good, use_cache)
+    cold = _ColdRead(
+        value_type, context, context_key, key_in_cache, fresh, last_good, use_cache, tuple(wider), wider_stored
+    )
     answer = _read_cold(cold) if use_cache else _refresh(cold)
     return metrics.answer_served(answer)
 
@@ -375,18 +380,11 @@ def _widened(cold: _ColdRead, now: datetime) -> tuple[Any, Provenance] | None:
     """Step 7: the nearest wider context's value (in L1, else L3), fresh or not too stale, that
     holds every channel asked for."""
     value_type = cold.value_type
-    wider = wider_contexts(cold.context, value_type.widening_order)
-    if not wider:
-        return None
-    cached = {
-        context_key: answer
-        for _, context_key in wider
-        if (answer := l1.get(cache_key(value_type, context_key))) is not None and not answer.provenance.is_degraded
-    }
-    stored = l3_last_good_of(value_type, [context_key for _, context_key in wider if context_key not in cached])
     wanted_channels = set(cold.context.get("channels", ())) if value_type.is_channel_keyed else set()
-    for context, context_key in wider:
-        answer = cached.get(context_key) or stored.get(context_key)
+    for context, context_key in cold.wider:
+        answer = l1.get(cache_key(value_type, context_key))
+        if answer is None or answer.provenance.is_degraded:
+            answer = cold.wider_stored.get(context_key)
         if answer is None or not _is_usable(answer, value_type, now):
             continue
         if wanted_channels and not (isinstance(answer.value, dict) and wanted_channels <= set(answer.value)):
@@ -409,8 +407,8 @@ def _predicted(cold: _ColdRead, now: datetime) -> tuple[Any, Provenance] | None:
     """Step 8: a forecast from the context's own history, if the type allows it and the forecast
     passes the type's rules."""
     value_type = cold.value_type
-    if not value_type.is_prediction_enabled:
-        return None
+    if not value_type.is_prediction_enabled or cold.last_good is None:
+        return None  # without a last good value the context has no history either
     history = l3_history(value_type, cold.context_key, now - PREDICTION_WINDOW, PREDICTION_POINTS)
     made = forecast([value for _, value in history])
     if made is None:

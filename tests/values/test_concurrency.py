@@ -295,8 +295,8 @@ def test_cold_read_overlapping_a_finished_leader__sources_called_once(engine, lo
     late_missed, first_done = threading.Event(), threading.Event()
     answers: dict[str, object] = {}
 
-    def l3_get(value_type, context_key):
-        result = real_l3_get(value_type, context_key)
+    def l3_get(value_type, context_key, wider_keys=()):
+        result = real_l3_get(value_type, context_key, wider_keys)
         if threading.current_thread().name == "late":
             # Its caches and the database said "nothing yet"; the other read now runs to its end
             # (a slow database answer, or a thread descheduled here, in real life).

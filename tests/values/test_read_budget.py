@@ -265,6 +265,13 @@ def history(context_key: str, values: list[dict], *, days_ago: float = 10) -> No
         ValueRecord.objects.create(
             value_type=value_type, context_key=context_key, context={}, value=value, provenance={}, fetched_at=fetched_at
         )
+    # The engine keeps the newest as the last known good value, beside its history.
+    ResolvedValue.objects.create(
+        value_type=value_type, context_key=context_key, context={}, value=values[-1], fetched_at=newest,
+        provenance={"tier": "primary", "origin": "primary", "sources": [], "confidence": 1.0,
+                    "fetched_at": newest.isoformat(), "expires_at": None, "stale": False},
+        expires_at=newest + timedelta(hours=6),
+    )
 
 
 def test_read__history_but_no_recent_value__predicted_with_confidence_and_window(tight_budget):
@@ -341,3 +348,16 @@ def test_read_api__unseen_context_during_an_outage__widened_provenance_in_the_js
     assert provenance["reason"] == "sources_down"
     assert provenance["refreshing"] is True
     assert provenance["window"] is None
+
+
+def test_read__source_slower_than_the_budget__consumers_do_not_open_its_breaker(tight_budget):
+    # Half a second: healthy, but longer than a consumer waits (Google Ads can take that long).
+    tight_budget.route("GET", MARKET_PATH, json=market_answer(BUDGET), delay=0.5)
+
+    answers = [get_value("budget_thresholds", {"region": f"slow{number}"}) for number in range(8)]
+
+    # Each read timed out on it (cut short by its own budget), more often than the breaker's
+    # threshold (5), and blended the other source alone; the source's breaker stays closed, so
+    # that refreshes, which wait for it, keep its values coming.
+    assert all([use.name for use in answer.provenance.sources] == [BENCHMARKS] for answer in answers)
+    assert breaker_state(MARKET).state == "closed"
