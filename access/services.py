@@ -1,6 +1,6 @@
 """API token writes: create (the token is returned once, only its hash is kept) and revoke.
 
-Both are recorded in the history (values.history.audit_record); the snapshots there leave
+Both are recorded in the history (audit.history.audit_record); the snapshots there leave
 out the token hash, like every other place that shows a token.
 """
 
@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from access.authentication import forget_token, forget_token_everywhere, token_hash
 from access.models import ApiToken, Scope
-from values.history import audit_record, snapshot
+from audit.history import audit_record, snapshot
 
 # Every token starts with it, so that a leaked one is recognizable (secret scanners, logs).
 TOKEN_MARKER = "dct_"

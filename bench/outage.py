@@ -106,7 +106,8 @@ def measure_outage(
     """The three scenarios, with the sources of KEY pointed at broken endpoints in turn; their
     base URLs are put back afterwards, and every endpoint started here is stopped. The engine's
     log goes to `results_dir`/outage.log meanwhile, the upstreams' to outage-servers.log."""
-    from sources.models import Source, ValueTypeSource
+    from sources.models import Source
+    from values.models import ValueTypeSource
 
     links = list(ValueTypeSource.objects.filter(value_type__key=KEY).select_related("source"))
     names = sorted(link.source.name for link in links)

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.checks import Error, register
 
 from config.environment import load_environment
-from config.errors import ConfigError
+from core.errors import ConfigError
 
 
 @register("dynconfig")

@@ -24,15 +24,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.validators import URLValidator
 from django.core.exceptions import ValidationError
 from jsonschema import Draft202012Validator, FormatChecker
 
-from config.durations import format_duration, parse_duration
-from config.errors import ConfigError, ConfigProblem, KeyPath
+from core.durations import format_duration, parse_duration
+from core.errors import ConfigError, ConfigProblem, KeyPath
 from config.yaml_reader import ReadResult, read_environment
-from values.builtins import BUILTIN_VALUE_TYPES
-from values.validation import MAX_READ_BUDGET, ValueRules, rules_problems, value_problems
+from values.builtins import BUILTIN_VALUE_TYPES, DEFAULT_PERFORMANCE_TTL, DEFAULT_TTL
+from core.validation import MAX_READ_BUDGET, ValueRules, rules_problems, value_problems
 
 TIERS = ("primary", "secondary", "tertiary")
 SOURCE_KINDS = ("http_json", "world_bank", "imf", "google_ads", "facebook_marketing", "semrush")
@@ -40,8 +41,6 @@ IDENTIFIER = "^[a-z][a-z0-9_]*$"
 TTL_NAMES = ("default", "performance")  # the cache's default_ttl and performance_ttl
 
 # Used where neither the file nor a built-in says otherwise.
-DEFAULT_TTL = timedelta(hours=6)  # the seed's cache.default_ttl
-DEFAULT_PERFORMANCE_TTL = timedelta(hours=1)  # the seed's cache.performance_ttl
 DEFAULT_RATE_LIMIT = {"requests_per_minute": 60, "burst_allowance": 10}
 DEFAULT_BREAKER = {"failure_threshold": 5, "recovery_timeout": "PT1M", "half_open_trials": 1}
 DEFAULT_TIMEOUT = {"connect": 3.0, "read": 10.0}
@@ -297,9 +296,16 @@ def active_environment() -> Environment:
     return load_environment()
 
 
-def environment_path(name: str, config_dir: Path | None = None) -> Path:
-    from django.conf import settings
+def is_mock_mode() -> bool:
+    """Whether this deployment's sources are local simulators (development's `mock_mode`); set
+    as values.registry's `is_mock_mode` by config's AppConfig.ready()."""
+    try:
+        return active_environment().mock_mode
+    except ConfigError:
+        return False  # `manage.py check` reports the file; reads go on without mock mode
 
+
+def environment_path(name: str, config_dir: Path | None = None) -> Path:
     return Path(config_dir or settings.DYNCONFIG_CONFIG_DIR) / f"{name}.yaml"
 
 
@@ -311,8 +317,6 @@ def load_environment(
 ) -> Environment:
     """The validated configuration of environment `name` (default: DYNCONFIG_ENV), or of `path`."""
     if path is None:
-        from django.conf import settings
-
         path = environment_path(name or settings.DYNCONFIG_ENV)
     result = read_environment(Path(path), os.environ if environ is None else environ)
     return _Builder(result).build()

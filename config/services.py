@@ -17,10 +17,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
-from config.durations import format_duration
+from core.durations import format_duration
 from config.environment import Environment
-from sources.models import Source, ValueTypeSource
-from values.history import audit_record, snapshot
+from sources.models import Source
+from values.models import ValueTypeSource
+from audit.history import audit_record, snapshot
 from values.models import ValueType
 
 SYNC_ACTOR = "sync_config"

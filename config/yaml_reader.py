@@ -36,7 +36,7 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from config.errors import ConfigError, ConfigProblem, KeyPath
+from core.errors import ConfigError, ConfigProblem, KeyPath
 
 Origin = tuple[Path, int]
 

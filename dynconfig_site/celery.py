@@ -9,6 +9,9 @@ import os
 
 from celery import Celery
 from celery.signals import worker_process_init
+from django.conf import settings
+from django.db import connections
+from django_redis import get_redis_connection
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dynconfig_site.settings")
 
@@ -19,8 +22,6 @@ app.autodiscover_tasks()
 
 @app.on_after_finalize.connect
 def schedule_dispatcher(sender, **kwargs):
-    from django.conf import settings
-
     sender.add_periodic_task(
         settings.DYNCONFIG_DISPATCH_INTERVAL, sender.signature("values.tasks.dispatch_refreshes"), name="dispatch refreshes"
     )
@@ -29,9 +30,6 @@ def schedule_dispatcher(sender, **kwargs):
 @worker_process_init.connect
 def fresh_connections_after_fork(**kwargs):
     # A forked worker must not share its parent's database or Redis sockets.
-    from django.db import connections
-    from django_redis import get_redis_connection
-
     connections.close_all()
     try:
         get_redis_connection("default").connection_pool.reset()

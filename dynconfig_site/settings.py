@@ -58,7 +58,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from config.durations import parse_duration
+from core.durations import parse_duration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -78,7 +78,7 @@ IS_PRODUCTION = DYNCONFIG_ENV == "production"
 # its numbers to files in this directory (prometheus_client's multiprocess mode), and /metrics
 # adds them up. prometheus_client reads PROMETHEUS_MULTIPROC_DIR once, when it is first imported,
 # so it is exported here: every process (manage.py, wsgi, celery) loads these settings before any
-# of our code imports prometheus_client. monitoring/metrics.py checks it again for a process that
+# of our code imports prometheus_client. core/metrics.py checks it again for a process that
 # imported prometheus_client earlier (gunicorn's master, through deploy/gunicorn.conf.py).
 DYNCONFIG_METRICS_DIR = Path(env.str("DYNCONFIG_METRICS_DIR", default=str(VAR_DIR / "metrics")))
 DYNCONFIG_METRICS_DIR.mkdir(parents=True, exist_ok=True)
@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_jsonform",
+    "audit",
     "config",
     "access",
     "values",
@@ -248,7 +249,7 @@ def _throttle_rate(variable: str, *, default: str) -> str | None:
 
 
 def _duration(variable: str, *, default: str) -> timedelta:
-    """An ISO 8601 duration such as `PT10M` (config/durations.py); `0` for none."""
+    """An ISO 8601 duration such as `PT10M` (core/durations.py); `0` for none."""
     text = env.str(variable, default=default).strip()
     if text == "0":
         return timedelta(0)

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from access.permissions import CanReadValues
 from sources.apis import BreakerOutputSerializer
 from sources.health import DEGRADED, DOWN, HEALTHY, health_report
+from values.selectors import value_type_source_names
 
 
 class HealthSourceOutputSerializer(serializers.Serializer):
@@ -51,4 +52,4 @@ class HealthApi(APIView):
 
     @extend_schema(responses={200: HealthOutputSerializer})
     def get(self, request: Request) -> Response:
-        return Response(HealthOutputSerializer(health_report().as_dict()).data)
+        return Response(HealthOutputSerializer(health_report(value_type_source_names()).as_dict()).data)

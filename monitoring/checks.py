@@ -15,8 +15,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+import redis
 from django.conf import settings
+from django.db import connections
 
+from dynconfig_site.celery import app
 from monitoring.logging import redact
 
 # A probe answers within a few seconds (Kubernetes' default timeout is 1 s, others' 2-5 s): each
@@ -60,8 +63,6 @@ def _timed(check: Callable[[], str | None]) -> dict:
 
 
 def _database() -> None:
-    from django.db import connections
-
     connection = connections["default"]  # this thread's own connection, closed below
     try:
         with connection.cursor() as cursor:
@@ -74,8 +75,6 @@ def _database() -> None:
 def _redis() -> str | None:
     if not settings.REDIS_URL:
         return "not configured (in-process caching only)"
-    import redis
-
     client = redis.Redis.from_url(
         settings.REDIS_URL, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS
     )
@@ -87,7 +86,5 @@ def _redis() -> str | None:
 
 
 def _broker() -> None:
-    from dynconfig_site.celery import app
-
     with app.connection_for_write(connect_timeout=CHECK_TIMEOUT_SECONDS) as connection:
         connection.ensure_connection(max_retries=0)  # one try: the thread has the timeout

@@ -27,7 +27,7 @@ from django.utils import timezone
 from monitoring.metrics import collected
 from sources.health import sources_health
 from sources.selectors import source_call_series
-from values.answers import TIERS
+from core.answers import TIERS
 from values.models import ValueRecord, ValueType
 
 # About this many buckets per latency and error-rate line, whatever the window: enough to see

@@ -16,7 +16,7 @@ CENT = Decimal("0.01")
 # The largest amount taken: a trillion a month is beyond any campaign, and the bound keeps every
 # derived number inside Decimal's default 28 significant digits.
 MAX_AMOUNT = Decimal("1000000000000")
-# The same rule values.context applies to a context's names (kept here: planning reads values
+# The same rule core.context applies to a context's names (kept here: planning reads values
 # only through `values.get_value`).
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
 

@@ -17,8 +17,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from sources.breaker import BreakerUnavailable, breaker_state
-from sources.models import Source, SourceCall, ValueTypeSource
-from sources.services import source_breaker_force_open, source_breaker_reset, source_test_connection
+from sources.models import Source, SourceCall
+from sources.services import source_breaker_force_open, source_breaker_reset
+from values.services import source_test_connection
 from values.admin import ADMIN_CHANNEL, JSON_AS_TEXT, AuditedAdminMixin
 
 # How long "Force breaker open" keeps a source from being called: long enough to stop a storm
@@ -120,17 +121,6 @@ class SourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"{source.name}: {error}", messages.ERROR)
             else:
                 self.message_user(request, f"{source.name}: breaker {state.summary()}", messages.SUCCESS)
-
-
-@admin.register(ValueTypeSource)
-class ValueTypeSourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["value_type", "source", "tier", "weight", "channels"]
-    list_filter = ["tier", "source", "value_type"]
-    search_fields = ["value_type__key", "source__name"]
-    formfield_overrides = JSON_AS_TEXT
-
-    def get_queryset(self, request: HttpRequest):
-        return super().get_queryset(request).select_related("value_type", "source")
 
 
 @admin.register(SourceCall)

@@ -26,14 +26,16 @@ from rest_framework.views import APIView
 
 from access.permissions import CanManageSources, CanReadValues
 from access.principals import actor_of
-from config.durations import parse_duration
+from core.durations import parse_duration
 from dynconfig_site.api_schema import ERROR_REF, error_responses
 from sources.breaker import BreakerUnavailable
 from sources.health import DEGRADED, DOWN, HEALTHY, source_health
-from sources.models import CallOutcome, Source, Tier
-from sources.selectors import source_call_list, source_get, source_list
+from sources.models import CallOutcome, Source
+from values.models import Tier
+from sources.selectors import source_call_list
+from values.selectors import source_with_links, sources_with_links
 from sources.services import source_breaker_force_open, source_breaker_reset
-from values.models import identifier_validator
+from core.validation import identifier_validator
 
 API_CHANNEL = "api"
 # The longest an operator may force a breaker open over the API: long enough for a provider's
@@ -207,7 +209,7 @@ class SourceListApi(APIView):
 
     @extend_schema(responses={200: SourceOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        return Response(SourceOutputSerializer(source_list(), many=True).data)
+        return Response(SourceOutputSerializer(sources_with_links(), many=True).data)
 
 
 class SourceDetailApi(APIView):
@@ -259,7 +261,7 @@ def _source_or_404(name: str) -> Source:
         identifier_validator(name)
     except ValidationError:
         raise NotFound(f"No source named {name!r}.") from None
-    source = source_get(name)
+    source = source_with_links(name)
     if source is None:
         raise NotFound(f"No source named {name!r}.")
     return source

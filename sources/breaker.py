@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django_redis import get_redis_connection
 
 from sources.adapters.base import ErrorKind, SourceConfig, SourceError, SourceResult
 
@@ -242,8 +243,6 @@ class SharedRedis:
         if not self.is_configured or (time.monotonic() < self._down_until and not retry_now):
             return None
         try:
-            from django_redis import get_redis_connection
-
             return get_redis_connection("default")
         except Exception as error:  # noqa: BLE001 - fails open, whatever the backend raised
             self.failed(error)

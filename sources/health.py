@@ -3,7 +3,7 @@
 The record. Every attempt to call a source (`sources.calls._attempt`: retries are attempts of
 their own, and so are the breaker's and the rate limit's refusals) ends in `call_observed`,
 which classifies it (`call_outcome`), has one `SourceCall` row written (`recorder`: a background
-writer, off the call's path; `call_record` writes a row) and reports it to the metrics (`monitoring.metrics.source_call_observed`). The rows live in the database, so
+writer, off the call's path; `call_record` writes a row) and reports it to the metrics (`core.metrics.source_call_observed`). The rows live in the database, so
 that the web processes and every Celery worker write to one record and read the same health.
 Source calls are rare (one per refresh, per context, per source), so one row each is cheap.
 Writing fails open: a database error is logged (one warning a minute per process) and the call
@@ -34,7 +34,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,9 +43,11 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from core import metrics
+from core.durations import parse_duration
 from sources.adapters.base import ErrorKind, SourceError, SourceResult
 from sources.breaker import HALF_OPEN, OPEN, BreakerState, breaker_state
-from sources.models import CallOutcome, Source, SourceCall, ValueTypeSource
+from sources.models import CallOutcome, Source, SourceCall
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +118,7 @@ def call_observed(source_name: str, result_or_error: SourceResult | SourceError 
         reason = "" if outcome == CallOutcome.SUCCESS else FAILED_WITHOUT_ANSWER
     recorder.add(source_name=source_name, outcome=outcome, seconds=seconds, reason=reason)
     try:
-        from monitoring.metrics import source_call_observed
-
-        source_call_observed(source_name, str(outcome), seconds)
+        metrics.source_call_observed(source_name, str(outcome), seconds)
     except Exception as error:  # noqa: BLE001 - metrics must never fail the call they count
         _warn("source call not counted in the metrics", error)
 
@@ -221,8 +221,6 @@ atexit.register(recorder.flush)
 
 def health_retention() -> timedelta:
     """How long call rows are kept (DYNCONFIG_HEALTH_RETENTION, an ISO 8601 duration)."""
-    from config.durations import parse_duration
-
     configured = getattr(settings, "DYNCONFIG_HEALTH_RETENTION", None)
     if not configured:
         return DEFAULT_RETENTION
@@ -336,24 +334,22 @@ def source_health(name: str, *, is_enabled: bool | None = None) -> SourceHealth:
 
 def sources_health() -> list[dict[str, Any]]:
     """Every source's health, JSON-ready (SourceHealth.as_dict), by name."""
-    return [health.as_dict() for health in health_report().sources]
+    return [health.as_dict() for health in health_report({}).sources]
 
 
-def health_report() -> HealthReport:
-    """Every source's health and the overall status (module docstring). If the database cannot
-    be read, says so as a degraded report with no sources rather than failing."""
+def health_report(sources_of: Mapping[str, Sequence[str]]) -> HealthReport:
+    """Every source's health and the overall status (module docstring), given the names of the
+    sources of each value type (values.selectors.value_type_source_names: sources do not know
+    value types). If the database cannot be read, says so as a degraded report with no sources
+    rather than failing."""
     recorder.flush()
     try:
         sources = list(Source.objects.order_by("name").values_list("name", "is_enabled"))
-        links = list(ValueTypeSource.objects.values_list("value_type__key", "source__name"))
         healths = tuple(_source_health(name, is_enabled=is_enabled) for name, is_enabled in sources)
     except DatabaseError as error:
         _warn("source health not read", error)
         return HealthReport(DEGRADED, ("the database is unavailable: source health cannot be read",), ())
     status_of = {health.name: health.status for health in healths}
-    sources_of: dict[str, list[str]] = {}
-    for value_type, source_name in links:
-        sources_of.setdefault(value_type, []).append(source_name)
     down_types = [
         f"every source of {value_type} is down ({', '.join(sorted(names))}): it is answered from "
         "its last good value or its fallback"

@@ -1,4 +1,5 @@
-"""Sources of market data, and which value types they feed, in which tier and with what weight.
+"""Sources of market data, and the record of calls to them (which value types a source feeds:
+values.models.ValueTypeSource).
 
 Credentials are never stored: a source names the environment variables that hold them.
 """
@@ -13,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 
-from values.models import ValueType, identifier_validator
+from core.validation import identifier_validator
 
 env_var_validator = RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "Environment variable names are UPPER_CASE.")
 url_validator = URLValidator(schemes=["http", "https"])
@@ -26,12 +27,6 @@ class SourceKind(models.TextChoices):
     GOOGLE_ADS = "google_ads", "Google Ads API"
     FACEBOOK_MARKETING = "facebook_marketing", "Meta Marketing API"
     SEMRUSH = "semrush", "Semrush Analytics API"
-
-
-class Tier(models.TextChoices):
-    PRIMARY = "primary"
-    SECONDARY = "secondary"
-    TERTIARY = "tertiary"
 
 
 class Source(models.Model):
@@ -96,46 +91,6 @@ class Source(models.Model):
                 errors[name] = ["Must be a JSON object."]
         if self.breaker_recovery_timeout is not None and self.breaker_recovery_timeout <= timedelta(0):
             errors["breaker_recovery_timeout"] = ["Must be a positive duration."]
-        if errors:
-            raise ValidationError(errors)
-
-
-class ValueTypeSource(models.Model):
-    """One source feeding one value type: its tier, its weight in the blend, what it covers."""
-
-    value_type = models.ForeignKey(ValueType, on_delete=models.CASCADE, related_name="source_links")
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="value_type_links")
-    tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.PRIMARY)
-    weight = models.FloatField(help_text="Share in the tier's blend, in (0, 1].")
-    channels = models.JSONField(
-        default=list, blank=True, help_text="Channels this source covers; empty: all."
-    )
-    request_params = models.JSONField(default=dict, blank=True)
-    field_mapping = models.JSONField(
-        default=dict, blank=True, help_text="Overrides the source's field mapping for this type."
-    )
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["value_type", "source"], name="unique_value_type_source")
-        ]
-        ordering = ["value_type__key", "tier", "source__name"]
-        verbose_name = "value type source"
-
-    def __str__(self) -> str:
-        return f"{self.source_id and self.source.name} ({self.tier}, {self.weight})"
-
-    def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
-        if self.weight is None or not (math.isfinite(self.weight) and 0 < self.weight <= 1):
-            errors["weight"] = [f"Weight must be in (0, 1], not {self.weight}."]
-        if not isinstance(self.channels, list) or not all(
-            isinstance(channel, str) and channel for channel in self.channels
-        ):
-            errors["channels"] = ["Must be a list of channel names."]
-        for name in ("request_params", "field_mapping"):
-            if not isinstance(getattr(self, name), dict):
-                errors[name] = ["Must be a JSON object."]
         if errors:
             raise ValidationError(errors)
 

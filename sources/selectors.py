@@ -5,31 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from sources.health import percentile, recorder
-from sources.models import CallOutcome, Source, SourceCall, ValueTypeSource
+from sources.models import CallOutcome, SourceCall
 
 # A series longer than this is a bucket size mistaken for another unit, not a chart.
 MAX_SERIES_BUCKETS = 10_000
 # The newest calls a source's detail shows.
 RECENT_CALL_LIMIT = 20
-
-
-def source_list() -> QuerySet[Source]:
-    """Every source by name, with the value types it feeds (`value_type_links`) prefetched."""
-    return Source.objects.order_by("name").prefetch_related(
-        Prefetch(
-            "value_type_links",
-            queryset=ValueTypeSource.objects.select_related("value_type").order_by("value_type__key", "tier"),
-        )
-    )
-
-
-def source_get(name: str) -> Source | None:
-    """The source named `name` with its links prefetched, or None."""
-    return source_list().filter(name=name).first()
 
 
 def source_call_list(name: str, *, limit: int = RECENT_CALL_LIMIT) -> list[SourceCall]:

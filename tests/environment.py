@@ -13,7 +13,7 @@ os.environ.setdefault("DYNCONFIG_ENV", "test")
 os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/dynconfig_{os.getpid()}")
 # Likewise a Redis database of its own (8 to 15), because tests flush theirs.
 os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:6379/{8 + os.getpid() % 8}")
-# A Prometheus multiprocess directory of its own (monitoring.metrics), removed at exit: another
+# A Prometheus multiprocess directory of its own (core.metrics), removed at exit: another
 # run's processes must not add to this run's metrics. A test's child processes inherit it.
 if "DYNCONFIG_METRICS_DIR" not in os.environ:
     import atexit

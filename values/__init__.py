@@ -6,7 +6,7 @@
 
 It always answers (see values.resolution for the precedence chain); it raises only for an
 unknown key (values.resolution.UnknownValueType) or a context the type does not accept
-(values.context.ContextError).
+(core.context.ContextError).
 """
 
 

@@ -1,7 +1,7 @@
-"""Admin for value types, overrides, the database cache tier and the history of edits.
+"""Admin for value types, overrides and the database cache tier (the history of edits: audit.admin).
 
 Every admin edit of a value type, override, source or source link goes to the history through
-`AuditedAdminMixin`, which calls `values.history.audit_record` once per changed object; the
+`AuditedAdminMixin`, which calls `audit.history.audit_record` once per changed object; the
 models' own `clean()` decides what is valid, so the admin only shows their errors on the form.
 """
 
@@ -24,10 +24,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django_jsonform.widgets import JSONFormWidget
 
-from config.durations import format_duration
-from sources.models import Source, ValueTypeSource
-from values.history import UNTRACKED_FIELDS, audit_record, snapshot
-from values.models import AuditEntry, ContextReads, Override, RefreshSchedule, ResolvedValue, ValueRecord, ValueType
+from audit.admin import ViewOnlyAdmin, pretty_json
+from audit.history import audit_record, object_type_of, snapshot
+from core.durations import format_duration
+from sources.models import Source
+from values.models import ContextReads, Override, RefreshSchedule, ResolvedValue, ValueRecord, ValueType, ValueTypeSource
 
 ADMIN_CHANNEL = "admin"
 REASON_FIELD = "change_reason"
@@ -161,8 +162,8 @@ class AuditedAdminMixin:
 
 def audit_entries_url(obj: models.Model) -> str:
     """The audit entry list, filtered to one object's history."""
-    query = urlencode({"object_type": obj._meta.label_lower, "object_id": str(obj.pk)})
-    return f"{reverse('admin:values_auditentry_changelist')}?{query}"
+    query = urlencode({"object_type": object_type_of(obj), "object_id": str(obj.pk)})
+    return f"{reverse('admin:audit_auditentry_changelist')}?{query}"
 
 
 def _reason_of(form: forms.Form) -> str:
@@ -241,10 +242,6 @@ def form_editor_supports(schema: Any, *, is_top_level: bool = True) -> bool:
     return not is_top_level and schema_type in _EDITOR_SCALAR_TYPES
 
 
-def pretty_json(value: Any) -> str:
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
-
-
 class ValueTypeSourceInline(admin.TabularInline):
     """The sources feeding a value type; their history is written by the parent's admin."""
 
@@ -301,6 +298,17 @@ class ValueTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return value_type.source_count
 
 
+@admin.register(ValueTypeSource)
+class ValueTypeSourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ["value_type", "source", "tier", "weight", "channels"]
+    list_filter = ["tier", "source", "value_type"]
+    search_fields = ["value_type__key", "source__name"]
+    formfield_overrides = JSON_AS_TEXT
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).select_related("value_type", "source")
+
+
 @admin.register(Override)
 class OverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["value_type", "context_match", "author", "starts_at", "expires_at", "reason"]
@@ -319,19 +327,6 @@ class OverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
         if not change:
             obj.author = request.user.get_username()
         super().save_model(request, obj, form, change)
-
-
-class ViewOnlyAdmin(admin.ModelAdmin):
-    """Records the system writes (caches, history, refresh state): shown, never edited here."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
 
 
 @admin.register(ResolvedValue)
@@ -368,58 +363,6 @@ class ValueRecordAdmin(ResolvedValueAdmin):
     list_display = ["value_type", "context_key", "fetched_at"]
     fields = ["value_type", "context_key", "context_pretty", "value_pretty", "provenance_pretty", "fetched_at"]
     readonly_fields = fields
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(ViewOnlyAdmin):
-    """The history: for reading only, by everyone who may see it; nobody adds, edits or deletes."""
-
-    list_display = ["created_at", "actor", "channel", "action", "object_type", "object_repr"]
-    list_filter = ["channel", "action", "object_type"]
-    search_fields = ["object_repr", "object_id", "actor", "reason"]
-    date_hierarchy = "created_at"
-    fields = [
-        "created_at", "actor", "channel", "action", "object_type", "object_id", "object_repr",
-        "reason", "changed_fields", "before_pretty", "after_pretty",
-    ]  # fmt: skip
-    readonly_fields = fields
-
-    @admin.display(description="changed fields")
-    def changed_fields(self, entry: AuditEntry) -> str:
-        before, after = entry.before or {}, entry.after or {}
-        names = [name for name in {**before, **after} if name not in UNTRACKED_FIELDS]
-        changed = [name for name in names if before.get(name) != after.get(name)]
-        if not changed:
-            return "-"
-        rows = format_html_join(
-            "",
-            '<tr><th scope="row">{}</th><td><pre>{}</pre></td><td><mark><pre>{}</pre></mark></td></tr>',
-            (
-                (
-                    name,
-                    _json_or_dash(before, name),
-                    _json_or_dash(after, name),
-                )
-                for name in changed
-            ),
-        )
-        return format_html(
-            '<table class="audit-changes"><thead><tr><th>field</th><th>before</th><th>after</th>'
-            "</tr></thead><tbody>{}</tbody></table>",
-            rows,
-        )
-
-    @admin.display(description="before")
-    def before_pretty(self, entry: AuditEntry) -> str:
-        return pretty_json(entry.before) if entry.before is not None else "-"
-
-    @admin.display(description="after")
-    def after_pretty(self, entry: AuditEntry) -> str:
-        return pretty_json(entry.after) if entry.after is not None else "-"
-
-
-def _json_or_dash(values: dict[str, Any], name: str) -> str:
-    return json.dumps(values[name], indent=2, ensure_ascii=False, sort_keys=True) if name in values else "-"
 
 
 @admin.register(ContextReads)

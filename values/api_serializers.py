@@ -10,7 +10,7 @@ from django.utils import timezone
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
-from values.answers import DEGRADED_ORIGINS, REASONS, SOURCE_TIERS, TIERS
+from core.answers import DEGRADED_ORIGINS, REASONS, SOURCE_TIERS, TIERS
 from values.models import Override
 
 # Batch reads: enough for a page of a planner's values in one round trip, few enough that one
@@ -137,7 +137,7 @@ class ProvenanceOutputSerializer(serializers.Serializer):
 
 
 class AnswerOutputSerializer(serializers.Serializer):
-    """A resolved value: values.answers.Answer.as_dict() (documentation only: views send as_dict())."""
+    """A resolved value: core.answers.Answer.as_dict() (documentation only: views send as_dict())."""
 
     key = serializers.CharField()
     context = serializers.DictField()

@@ -25,9 +25,9 @@ from rest_framework.views import APIView
 
 from access.permissions import CanReadValues, CanWriteValues, ReadOrWriteValues
 from access.principals import actor_of
-from config.durations import format_duration
+from core.durations import format_duration
 from dynconfig_site.api_schema import error_responses
-from values.answers import Answer
+from core.answers import Answer
 from values.api_serializers import (
     AnswerOutputSerializer,
     BatchInputSerializer,
@@ -44,7 +44,7 @@ from values.api_serializers import (
     RefreshOutputSerializer,
     RollbackInputSerializer,
 )
-from values.context import ContextError
+from core.context import ContextError
 from values.models import Override, ValueType
 from values.refresh import FAILED, value_refresh
 from values.resolution import UnknownValueType, get_value

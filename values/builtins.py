@@ -9,7 +9,12 @@ fallbacks are the seed design's numbers; `social_media` and `email_marketing` in
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+# A type's TTL when the environment says `default` or `performance` without giving cache TTLs.
+DEFAULT_TTL = timedelta(hours=6)  # the seed's cache.default_ttl
+DEFAULT_PERFORMANCE_TTL = timedelta(hours=1)  # the seed's cache.performance_ttl
 
 NUMBER = {"type": "number"}
 RANGE = {

@@ -19,16 +19,17 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django_redis import get_redis_connection
 
-from values.answers import Answer
+from core.answers import Answer
+from values.models import ResolvedValue, ValueRecord
 from values.registry import ValueTypeConfig
 
 logger = logging.getLogger(__name__)
@@ -189,8 +190,6 @@ def l3_get(
 ) -> tuple[Answer | None, Answer | None, dict[str, Answer]]:
     """From the database tier, in one query: (the context's fresh answer or None, its last known
     good answer or None, the last known good answers of `wider_keys` that have one)."""
-    from values.models import ResolvedValue
-
     if value_type.id is None:
         return None, None, {}
     try:
@@ -219,8 +218,6 @@ def _answer_of(value_type: ValueTypeConfig, row) -> Answer:
 def l3_set(value_type: ValueTypeConfig, context_key: str, answer: Answer) -> None:
     """Keep a fetched answer as the type's last known good value for this context, and in its
     history."""
-    from values.models import ResolvedValue, ValueRecord
-
     if value_type.id is None:
         return
     fields = {
@@ -261,8 +258,6 @@ def keep_in_l1(key: str, answer: Answer) -> None:
 def l3_history(value_type: ValueTypeConfig, context_key: str, since: datetime, limit: int) -> list[tuple[datetime, Any]]:
     """(fetched_at, value) of the context's fetched values since `since`, newest first, at most
     `limit` (empty when the database is unavailable)."""
-    from values.models import ValueRecord
-
     if value_type.id is None:
         return []
     try:

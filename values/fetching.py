@@ -4,7 +4,7 @@ Every source of the tier is called at once (each through `sources.calls.call_sou
 way to call a source). Each answer is validated against the type's rules and against the
 reference value (the last known good, or the fallback) by the ratio bounds; an invalid answer
 counts as that source's failure, with the reason. The valid ones are blended by weight
-(values.blending); the blend is validated again. A tier that yields nothing valid says why.
+(core.blending); the blend is validated again. A tier that yields nothing valid says why.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 from sources.adapters.base import ErrorKind, SourceCall, SourceError, SourceResult
 from sources.calls import call_source
-from values.answers import SourceUse
-from values.blending import Blend, Contribution, QuorumNotMet, blend
+from core.answers import SourceUse
+from core.blending import Blend, Contribution, QuorumNotMet, blend
 from values.registry import LinkConfig, ValueTypeConfig
-from values.validation import ratio_problems, value_problems
+from core.validation import ratio_problems, value_problems
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="dynconfig-fetch")
 
 
-# How a source of a tier failed, for the answer's reason (values.answers.REASONS).
+# How a source of a tier failed, for the answer's reason (core.answers.REASONS).
 OUT_OF_TIME, BREAKER_OPEN, FAILED = "out_of_time", "breaker_open", "failed"
 
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from values.context import ContextError, canonical_context
-from values.validation import MAX_READ_BUDGET, ValueRules, rules_problems, value_problems
-
-identifier_validator = RegexValidator(
-    r"^[a-z][a-z0-9_]*$", "Use lowercase letters, digits and underscores, starting with a letter."
-)
+from core.context import ContextError, canonical_context
+from core.validation import MAX_READ_BUDGET, ValueRules, identifier_validator, rules_problems, value_problems
+from sources.models import Source
 
 
 def _positive_duration(duration: timedelta) -> None:
@@ -258,59 +256,6 @@ class ValueRecord(models.Model):
         return f"{self.value_type_id and self.value_type.key} [{self.context_key}] at {self.fetched_at:%Y-%m-%d %H:%M:%S}"
 
 
-class AuditEntry(models.Model):
-    """One operator change, immutable: who, when, what before and after, and why."""
-
-    class Action(models.TextChoices):
-        CREATE = "create"
-        UPDATE = "update"
-        DELETE = "delete"
-
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.CharField(max_length=150, help_text="User name, or the command that acted.")
-    channel = models.CharField(max_length=30, help_text="admin, sync_config, api, ...")
-    action = models.CharField(max_length=10, choices=Action.choices)
-    object_type = models.CharField(max_length=100, help_text="app_label.model")
-    object_id = models.CharField(max_length=64)
-    object_repr = models.CharField(max_length=200)
-    before = models.JSONField(null=True, blank=True)
-    after = models.JSONField(null=True, blank=True)
-    reason = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        verbose_name_plural = "audit entries"
-        indexes = [models.Index(fields=["object_type", "object_id"])]
-
-    def __str__(self) -> str:
-        return f"{self.action} {self.object_type} {self.object_repr} by {self.actor}"
-
-    def save(self, *args, **kwargs) -> None:
-        # History is append-only: an entry, once written, is never rewritten.
-        if self.pk is not None:
-            raise ValueError("Audit entries are immutable.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValueError("Audit entries are immutable.")
-
-
-class ConfigVersion(models.Model):
-    """One row counting operator changes, bumped in each change's own transaction.
-
-    Processes compare it with the version of their snapshot (values.registry). The bump locks
-    the row until commit, so versions rise in commit order and no change can hide behind a
-    later one.
-    """
-
-    version = models.BigIntegerField(default=0)
-    # Bumped when a background refresh changes a value: processes drop their L1 copies.
-    data_version = models.BigIntegerField(default=0)
-
-    class Meta:
-        verbose_name = "configuration version"
-
-
 class RefreshSchedule(models.Model):
     """When the dispatcher last queued a round of a value type's refreshes (values.refresh).
 
@@ -357,3 +302,53 @@ class ContextReads(models.Model):
 
     def __str__(self) -> str:
         return f"{self.value_type_id and self.value_type.key} [{self.context_key}]"
+
+
+class Tier(models.TextChoices):
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+    TERTIARY = "tertiary"
+
+
+class ValueTypeSource(models.Model):
+    """One source feeding one value type: its tier, its weight in the blend, what it covers."""
+
+    # Its history entries keep the name they had when the sources app held the model.
+    audit_object_type = "sources.valuetypesource"
+
+    value_type = models.ForeignKey(ValueType, on_delete=models.CASCADE, related_name="source_links")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="value_type_links")
+    tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.PRIMARY)
+    weight = models.FloatField(help_text="Share in the tier's blend, in (0, 1].")
+    channels = models.JSONField(
+        default=list, blank=True, help_text="Channels this source covers; empty: all."
+    )
+    request_params = models.JSONField(default=dict, blank=True)
+    field_mapping = models.JSONField(
+        default=dict, blank=True, help_text="Overrides the source's field mapping for this type."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["value_type", "source"], name="unique_value_type_source")
+        ]
+        ordering = ["value_type__key", "tier", "source__name"]
+        verbose_name = "value type source"
+        db_table = "sources_valuetypesource"  # made by the sources app, which held it until the layering
+
+    def __str__(self) -> str:
+        return f"{self.source_id and self.source.name} ({self.tier}, {self.weight})"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.weight is None or not (math.isfinite(self.weight) and 0 < self.weight <= 1):
+            errors["weight"] = [f"Weight must be in (0, 1], not {self.weight}."]
+        if not isinstance(self.channels, list) or not all(
+            isinstance(channel, str) and channel for channel in self.channels
+        ):
+            errors["channels"] = ["Must be a list of channel names."]
+        for name in ("request_params", "field_mapping"):
+            if not isinstance(getattr(self, name), dict):
+                errors[name] = ["Must be a JSON object."]
+        if errors:
+            raise ValidationError(errors)

@@ -40,11 +40,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from monitoring import metrics
+from core import metrics
 from values import popularity
-from values.answers import SOURCE_TIERS, Answer
-from values.context import ContextError, canonical_context
-from values.history import bump_data_version
+from core.answers import SOURCE_TIERS, Answer
+from core.context import ContextError, canonical_context
+from audit.history import bump_data_version
 from values.models import ContextReads, RefreshSchedule, ResolvedValue, ValueType
 from values.registry import ValueTypeConfig, registry
 from values.resolution import get_value, pick_override
@@ -223,13 +223,20 @@ def refresh_dispatch(
     """Queue every due pair once: lease it and start its type's round in one transaction, then
     call `enqueue(key, context)` for each after the commit. Returns what was queued.
 
-    Safe to run twice at once (two beats by mistake): a pair leased or locked by the other run
-    is left to it.
+    Safe to run twice at once (two beats, one per host for failover): each type's schedule row
+    is locked for the whole dispatch, decision included, and a dispatch leaves the types another
+    holds to it; so a pair is never queued on a decision made before another dispatch's lease.
     """
     now = now or timezone.now()
     popularity.flush(now=now)  # this process's counts, before ranking
-    due, round_type_ids = _due(now, random)
+    type_ids = list(ValueType.objects.values_list("pk", flat=True))
+    _ensure_schedules(type_ids)
+    _ensure_empty_contexts(type_ids)
     with transaction.atomic():
+        mine = list(
+            RefreshSchedule.objects.select_for_update(skip_locked=True).values_list("value_type_id", flat=True)
+        )
+        due, round_type_ids = _due(now, random, only_type_ids=mine)
         claimed = set(
             ContextReads.objects.select_for_update(skip_locked=True)
             .filter(pk__in=[item.row_id for item in due])
@@ -256,10 +263,15 @@ def _is_free(now: datetime) -> Q:
     )
 
 
-def _due(now: datetime, random: Callable[[], float]) -> tuple[list[DueRefresh], list[int]]:
-    """(due pairs, ids of the types whose round is due)."""
+def _due(
+    now: datetime, random: Callable[[], float], *, only_type_ids: list[int] | None = None
+) -> tuple[list[DueRefresh], list[int]]:
+    """(due pairs, ids of the types whose round is due), of every type or of `only_type_ids`."""
     snapshot = registry.snapshot()
-    value_types = list(ValueType.objects.only("id", "key", "update_frequency"))
+    value_types = ValueType.objects.only("id", "key", "update_frequency")
+    if only_type_ids is not None:
+        value_types = value_types.filter(pk__in=only_type_ids)
+    value_types = list(value_types)
     last_rounds = dict(RefreshSchedule.objects.values_list("value_type_id", "last_dispatched_at"))
     _ensure_empty_contexts([value_type.pk for value_type in value_types])
     window = timedelta(seconds=settings.DYNCONFIG_DISPATCH_INTERVAL) + REFRESH_AHEAD
@@ -339,6 +351,16 @@ def _candidates(value_type_id: int, now: datetime) -> list[ContextReads]:
     )
     empty = list(ContextReads.objects.filter(value_type_id=value_type_id, context_key=""))
     return empty + popular
+
+
+def _ensure_schedules(value_type_ids: list[int]) -> None:
+    """Every type has its schedule row (the dispatch's lock), dispatched or not."""
+    existing = set(RefreshSchedule.objects.values_list("value_type_id", flat=True))
+    missing = [value_type_id for value_type_id in value_type_ids if value_type_id not in existing]
+    if missing:
+        RefreshSchedule.objects.bulk_create(
+            [RefreshSchedule(value_type_id=value_type_id) for value_type_id in missing], ignore_conflicts=True
+        )
 
 
 def _ensure_empty_contexts(value_type_ids: list[int]) -> None:

@@ -2,7 +2,7 @@
 
 The snapshot holds every value type (with its rules, fallback and sources) and every override
 not yet expired, as frozen dataclasses, so a read needs no database query. Coherence: every
-operator change bumps the one ConfigVersion row in its own transaction (values.history). A
+operator change bumps the one ConfigVersion row in its own transaction (audit.history). A
 process compares that version with its snapshot's at most every CHECK_INTERVAL seconds (one
 primary-key query, never on every read) and reloads on a change.
 
@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,13 +29,13 @@ from typing import Any
 from django.db import DatabaseError
 from django.utils import timezone
 
-from config.durations import parse_duration
-from config.environment import DEFAULT_PERFORMANCE_TTL, DEFAULT_TTL, active_environment
-from config.errors import ConfigError
+from audit.history import config_versions
+from core.context import canonical_context
+from core.durations import parse_duration
+from core.validation import ValueRules
 from sources.adapters.base import SourceConfig
-from values.builtins import BUILTIN_VALUE_TYPES
-from values.context import canonical_context
-from values.validation import ValueRules
+from values.builtins import BUILTIN_VALUE_TYPES, DEFAULT_PERFORMANCE_TTL, DEFAULT_TTL
+from values.models import Override, ValueType, ValueTypeSource
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +144,9 @@ def builtin_snapshot() -> Snapshot:
 
 def load_snapshot() -> Snapshot:
     """Read the whole configuration from the database (raises DatabaseError if it cannot)."""
-    from sources.models import ValueTypeSource
-    from values.history import config_versions
-    from values.models import Override, ValueType
-
     version, data_version = config_versions()  # first: a change committed meanwhile reloads later
     now = timezone.now()
-    is_simulated = _is_mock_mode()
+    is_simulated = registry.is_mock_mode()
     links_by_type: dict[int, list[LinkConfig]] = {}
     for link in ValueTypeSource.objects.select_related("source"):
         source = link.source
@@ -222,14 +218,6 @@ def load_snapshot() -> Snapshot:
     return Snapshot(version=version, types=types, data_version=data_version)
 
 
-def _is_mock_mode() -> bool:
-    """Whether this deployment's sources are local simulators (development's `mock_mode`)."""
-    try:
-        return active_environment().mock_mode
-    except ConfigError:
-        return False  # `manage.py check` reports the file; reads go on without mock mode
-
-
 # Settings of a type that shape only its degraded answers, never a fetched value: changing them
 # (or adding them, on an upgrade) must not make every stored value look foreign.
 SHAPING_ONLY_DEGRADED_ANSWERS = ("read_budget", "widening_order", "is_prediction_enabled")
@@ -247,6 +235,10 @@ class Registry:
 
     def __init__(self, check_interval: float = CHECK_INTERVAL):
         self.check_interval = check_interval
+        # Whether this deployment's sources are local simulators (development's `mock_mode`). The
+        # environment YAML says so, which values do not read: config's AppConfig.ready() sets
+        # this to ask it (config.environment.is_mock_mode). Until then, none is simulated.
+        self.is_mock_mode: Callable[[], bool] = lambda: False
         self._snapshot: Snapshot | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -281,8 +273,6 @@ class Registry:
 
     @staticmethod
     def _current_versions() -> tuple[int, int]:
-        from values.history import config_versions
-
         return config_versions()
 
 

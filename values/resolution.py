@@ -11,7 +11,7 @@ Precedence, first match wins:
   6. stale      the last known good value, up to the type's maximum staleness
   7. widened    the nearest wider context's value (context keys dropped in the type's
                 widening order, down to the empty context), if fresh or not too stale
-  8. predicted  a forecast from this context's own history (values.prediction), valid by the
+  8. predicted  a forecast from this context's own history (core.prediction), valid by the
                 type's rules, where the type allows it
   9. fallback   the operator-edited emergency fallback (or, with no database, the built-in)
 Steps 6 to 9 make a degraded answer; its provenance says why (`reason`: budget_exceeded,
@@ -50,9 +50,9 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from monitoring import metrics
+from core import metrics
 from values import popularity
-from values.answers import SOURCE_TIERS, Answer, Provenance
+from core.answers import SOURCE_TIERS, Answer, Provenance
 from values.background import refreshes
 from values.cache import (
     WAIT_POLL_INTERVAL,
@@ -66,11 +66,11 @@ from values.cache import (
     l3_set,
     store,
 )
-from values.context import canonical_context, wider_contexts
+from core.context import canonical_context, wider_contexts
 from values.fetching import BREAKER_OPEN, OUT_OF_TIME, fetch_tier
-from values.prediction import forecast
+from core.prediction import forecast
 from values.registry import OverrideConfig, ValueTypeConfig, registry
-from values.validation import value_problems
+from core.validation import value_problems
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ PREDICTION_WINDOW = timedelta(days=30)
 READ_KEYS_MEMO_SIZE = 10_000
 _read_keys_memo: dict[tuple, tuple[dict, str, str]] = {}
 
-# Why an answer is degraded (values.answers.REASONS).
+# Why an answer is degraded (core.answers.REASONS).
 BUDGET_EXCEEDED, SOURCES_DOWN, NO_SOURCES, NO_DATABASE = "budget_exceeded", "sources_down", "no_sources", "no_database"
 # Degraded for these reasons, a consumer's read leaves a refresh running: it may still succeed.
 # (An open breaker refuses the refresh too; the dispatcher's refreshes try again later.)
@@ -116,7 +116,7 @@ class _ColdRead:
 def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: bool = True) -> Answer:
     """The value of type `key` (or an alias) for `context`, with its provenance.
 
-    Raises UnknownValueType for an unknown key and values.context.ContextError for a context
+    Raises UnknownValueType for an unknown key and core.context.ContextError for a context
     the type does not accept; for everything else (sources, Redis or the database down,
     garbage upstream) it answers, and the provenance says how. `use_cache=False` is a refresh
     (see the module's docstring).

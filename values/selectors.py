@@ -6,11 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db import DatabaseError
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from values.context import canonical_context
-from values.models import AuditEntry, Override, ValueRecord, ValueType
+from audit.models import AuditEntry
+from core.context import canonical_context
+from sources.models import Source
+from values.models import Override, ValueRecord, ValueType, ValueTypeSource
 from values.registry import registry
 
 
@@ -62,13 +65,41 @@ def value_history(*, value_type: ValueType, context: dict[str, Any] | None, limi
     """The last `limit` values fetched for `context` and the last `limit` operator changes of
     the type (its configuration and fallback, its overrides, its source links).
 
-    Raises values.context.ContextError for a context the type does not accept."""
+    Raises core.context.ContextError for a context the type does not accept."""
     canonical, context_key = canonical_context(context, value_type.context_keys, value_type.key)
     values = ValueRecord.objects.filter(value_type=value_type, context_key=context_key).order_by("-fetched_at", "-id")
     # Overrides and links are found by the type id in their snapshots, so deleted ones count too.
     of_this_type = Q(before__value_type_id=value_type.pk) | Q(after__value_type_id=value_type.pk)
     changes = AuditEntry.objects.filter(
         Q(object_type=ValueType._meta.label_lower, object_id=str(value_type.pk))
-        | (Q(object_type__in=(Override._meta.label_lower, "sources.valuetypesource")) & of_this_type)
+        | (Q(object_type__in=(Override._meta.label_lower, ValueTypeSource.audit_object_type)) & of_this_type)
     ).order_by("-created_at", "-id")
     return ValueHistory(context=canonical, values=list(values[:limit]), changes=list(changes[:limit]))
+
+
+def value_type_source_names() -> dict[str, list[str]]:
+    """Each value type's key with the names of the sources feeding it, for the health report
+    (sources.health); empty if the database cannot be read (the report then says so itself)."""
+    sources_of: dict[str, list[str]] = {}
+    try:
+        links = list(ValueTypeSource.objects.values_list("value_type__key", "source__name"))
+    except DatabaseError:
+        return {}
+    for value_type, source_name in links:
+        sources_of.setdefault(value_type, []).append(source_name)
+    return sources_of
+
+
+def sources_with_links() -> QuerySet[Source]:
+    """Every source by name, with the value types it feeds (`value_type_links`) prefetched."""
+    return Source.objects.order_by("name").prefetch_related(
+        Prefetch(
+            "value_type_links",
+            queryset=ValueTypeSource.objects.select_related("value_type").order_by("value_type__key", "tier"),
+        )
+    )
+
+
+def source_with_links(name: str) -> Source | None:
+    """The source named `name` with its links prefetched, or None."""
+    return sources_with_links().filter(name=name).first()

@@ -2,13 +2,14 @@
 transaction. The history entry is what tells every process to reload (values.registry).
 
 Optimistic concurrency: value types and overrides carry a `version`, raised by every edit
-(values.history.audit_record). An update or delete names the version its author read; the row
+(audit.history.audit_record). An update or delete names the version its author read; the row
 is locked, the version compared, and a stale one refused with VersionConflict, so that two
 operators editing the same object at once cannot silently overwrite each other.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +17,14 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
-from values.context import LIST_KEYS
-from values.history import audit_record, snapshot
+from audit.history import audit_record, snapshot
+from core.context import LIST_KEYS
+from sources.adapters.base import SourceError
+from sources.calls import call_source
+from sources.models import Source
+from values.fetching import source_call
 from values.models import Override, ValueRecord, ValueType
+from values.registry import load_snapshot
 
 # What an override update may change; its type is fixed, and its author is who created it.
 OVERRIDE_UPDATABLE_FIELDS = frozenset({"context_match", "value", "starts_at", "expires_at"})
@@ -171,3 +177,43 @@ def _context_match_of(context: dict[str, Any]) -> dict[str, Any]:
         name: ",".join(value) if name in LIST_KEYS and isinstance(value, list) else value
         for name, value in context.items()
     }
+
+
+# Testing a source ------------------------------------------------------------------------------
+
+# An operator waiting on a "Test connection" gets an answer within this many seconds.
+CONNECTION_TEST_BUDGET = 10.0
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    """What one call to a source answered. Never carries a credential or the data itself."""
+
+    value_type: str | None  # the value type asked for; None: the source feeds none
+    is_ok: bool
+    confidence: float | None = None
+    error_kind: str | None = None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.value_type is None:
+            return self.reason
+        if self.is_ok:
+            return f"ok for {self.value_type}, confidence {self.confidence:.2f}"
+        return f"{self.error_kind} for {self.value_type}: {self.reason}"
+
+
+def source_test_connection(*, source: Source) -> ConnectionTest:
+    """Call the source once, through `call_source` (breaker and rate limit included), for its
+    first linked value type with an empty context, as the engine has it configured now."""
+    link = source.value_type_links.select_related("value_type").first()
+    if link is None:
+        return ConnectionTest(None, False, reason=f"{source.name} feeds no value type: nothing to ask it")
+    value_type = load_snapshot().value_type(link.value_type.key)
+    [configured] = [each for each in value_type.links if each.source.name == source.name]
+    call = source_call(value_type, {}, configured, value_type.fallback, CONNECTION_TEST_BUDGET)
+    try:
+        result = call_source(call)
+    except SourceError as error:
+        return ConnectionTest(value_type.key, False, error_kind=error.kind.value, reason=error.reason)
+    return ConnectionTest(value_type.key, True, confidence=result.confidence)

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from access.models import ApiToken
 from tests.access.conftest import VALUE_TYPES_URL, assert_json_error, bearer
-from values.models import AuditEntry
+from audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

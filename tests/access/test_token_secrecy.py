@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from access.models import ApiToken
 from tests.access.conftest import VALUE_TYPES_URL, bearer
-from values.models import AuditEntry
+from audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -50,8 +50,8 @@ def test_token__whole_life__only_in_the_one_print_of_create_api_token(
     admin_pages = [
         client.get(reverse("admin:access_apitoken_changelist")),
         client.get(reverse("admin:access_apitoken_change", args=[row.pk])),
-        client.get(reverse("admin:values_auditentry_changelist")),
-        *(client.get(reverse("admin:values_auditentry_change", args=[entry.pk])) for entry in entries),
+        client.get(reverse("admin:audit_auditentry_changelist")),
+        *(client.get(reverse("admin:audit_auditentry_change", args=[entry.pk])) for entry in entries),
     ]
     assert {page.status_code for page in admin_pages} == {200}
 

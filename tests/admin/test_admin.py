@@ -13,8 +13,10 @@ from django.contrib.admin.utils import flatten_fieldsets
 from django.urls import reverse
 from django.utils import timezone
 
-from sources.models import Source, ValueTypeSource
-from values.models import AuditEntry, ContextReads, Override, RefreshSchedule, ResolvedValue, ValueRecord, ValueType
+from sources.models import Source
+from values.models import ValueTypeSource
+from values.models import ContextReads, Override, RefreshSchedule, ResolvedValue, ValueRecord, ValueType
+from audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from access.models import Scope
-from values.history import config_versions
-from values.models import AuditEntry, Override, ValueType
+from audit.history import config_versions
+from values.models import Override, ValueType
+from audit.models import AuditEntry
 from tests.tokens import token_client
 
 WRITER_NAME = "ops-writer"

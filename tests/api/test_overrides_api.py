@@ -26,7 +26,8 @@ from tests.api.operator_fixtures import (  # noqa: F401
 from tests.admin.test_admin import post_change
 from tests.api.test_values_api import assert_json_error
 from tests.values.conftest import BUDGET
-from values.models import AuditEntry, Override
+from values.models import Override
+from audit.models import AuditEntry
 
 OVERRIDES_URL = "/api/v1/overrides/"
 BUDGET_URL = "/api/v1/values/budget_thresholds/"

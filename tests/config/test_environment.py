@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from config.durations import format_duration, parse_duration
+from core.durations import format_duration, parse_duration
 from config.environment import Environment, load_environment
-from config.errors import ConfigError, ConfigProblem
+from core.errors import ConfigError, ConfigProblem
 
 # The smallest valid environment: one source, one value type fed by it. Each test below writes
 # this shape out in full and breaks it in one place, so that the line numbers can be read off.

@@ -18,10 +18,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError, SystemCheckError
 from django.test import override_settings
 
-from config.errors import ConfigError, ConfigProblem
+from core.errors import ConfigError, ConfigProblem
 from config.yaml_reader import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, read_environment
-from sources.models import Source, ValueTypeSource
-from values.models import AuditEntry, ValueType
+from sources.models import Source
+from values.models import ValueTypeSource
+from values.models import ValueType
+from audit.models import AuditEntry
 
 MB = 1024 * 1024
 

@@ -16,8 +16,10 @@ from django.core.management.base import CommandError, SystemCheckError
 from django.test import override_settings
 from django.utils.duration import duration_iso_string
 
-from sources.models import Source, ValueTypeSource
-from values.models import AuditEntry, ValueType
+from sources.models import Source
+from values.models import ValueTypeSource
+from values.models import ValueType
+from audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from config.errors import ConfigError, ConfigProblem
+from core.errors import ConfigError, ConfigProblem
 from config.yaml_reader import read_environment
 
 

@@ -11,7 +11,8 @@ from django.test import override_settings
 from access.authentication import token_hash
 from access.models import ApiToken
 from tests.planning.conftest import CHANNELS, SOCIAL, set_value
-from values.models import AuditEntry, Override
+from values.models import Override
+from audit.models import AuditEntry
 
 BUDGET_TIER_URL = "/api/v1/planning/budget-tier/"
 PROJECTIONS_URL = "/api/v1/planning/projections/"

@@ -30,7 +30,7 @@ from tests.refresh.conftest import (
 )
 from values import get_value, popularity, refresh
 from values.cache import l1
-from values.history import config_versions
+from audit.history import config_versions
 from values.models import ContextReads, RefreshSchedule, ResolvedValue, ValueType
 from values.refresh import (
     FAILED,

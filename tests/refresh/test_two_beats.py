@@ -13,8 +13,8 @@ The second holds one dispatch between deciding what is due and leasing it, while
 dispatches and its refreshes finish: two dispatches that overlap, one of them slow (a loaded
 host, a slow database). The held one decides before its transaction, from rows read before the
 other's lease; when it leases, the refreshes have released theirs, so it queues every pair again.
-It fails today (xfail, strict: it passes once dispatches are serialized or the lease re-checks
-that the pair was not refreshed since the decision). It holds the dispatch in its `random` hook,
+It failed before each type's schedule row was locked for the whole dispatch (the decision
+included): a pair was queued twice. It holds the dispatch in its `random` hook,
 drawn while it decides whether a value not due by its round expires soon.
 """
 
@@ -166,12 +166,6 @@ def test_two_beats__one_worker__each_due_pair_refreshed_once_per_round(sources, 
     assert len(set(counts.values())) == 1, report  # and every pair in every round
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="values.refresh.refresh_dispatch decides what is due before its transaction: a pair "
-    "refreshed (lease released) between another dispatch's decision and its lease is queued again",
-)
 def test_two_dispatches_overlap__other_refreshed_while_one_decides__pair_refreshed_once_per_round(sources):
     calls = BudgetCalls(sources)
     serve_multipliers(sources)

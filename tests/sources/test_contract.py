@@ -19,7 +19,7 @@ from sources.calls import call_source
 from tests.servers import LocalServer
 from tests.sources.conftest import serve_simulator
 from values.builtins import BUILTIN_VALUE_TYPES
-from values.validation import ValueRules, value_problems
+from core.validation import ValueRules, value_problems
 
 SECRET = "planted-contract-secret-7f3a"
 

@@ -22,7 +22,7 @@ from sources.simulators.google_ads import simulate
 from tests.servers import LocalServer, RecordedRequest
 from tests.sources.conftest import serve_simulator
 from values.builtins import BUILTIN_VALUE_TYPES
-from values.validation import ValueRules, value_problems
+from core.validation import ValueRules, value_problems
 
 TOKEN = "ya29.planted-google-token-4d1c"
 TOKEN_VARIABLE = "TEST_GOOGLE_ADS_ACCESS_TOKEN"

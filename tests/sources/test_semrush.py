@@ -23,7 +23,7 @@ from sources.simulators.semrush import line_ending, simulate
 from tests.servers import LocalServer, RecordedRequest
 from tests.sources.conftest import serve_simulator
 from values.builtins import BUILTIN_VALUE_TYPES
-from values.validation import ValueRules, value_problems
+from core.validation import ValueRules, value_problems
 
 KEY_VARIABLE = "SEMRUSH_API_KEY"
 SECRET = "planted-semrush-key-5e1f"

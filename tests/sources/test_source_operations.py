@@ -20,7 +20,7 @@ from sources.breaker import breaker_force_open, breaker_reset, breaker_state, sh
 from sources.models import Source
 from sources.services import source_breaker_force_open, source_breaker_reset
 from tests.servers import LocalServer
-from values.models import AuditEntry
+from audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

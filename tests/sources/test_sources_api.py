@@ -14,9 +14,9 @@ from access.models import Scope
 from sources.breaker import breaker_reset, breaker_state, shared_redis
 from sources.models import Source
 from sources.models import SourceCall as SourceCallRow
-from sources.services import source_test_connection
+from values.services import source_test_connection
 from tests.sources.test_breaker import disposable_redis
-from values.models import AuditEntry
+from audit.models import AuditEntry
 from tests.tokens import token_client
 
 pytestmark = pytest.mark.django_db

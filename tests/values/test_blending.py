@@ -9,9 +9,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from values.blending import Blend, Contribution, QuorumNotMet, blend
+from core.blending import Blend, Contribution, QuorumNotMet, blend
 from values.builtins import BUDGET_THRESHOLD_FIELDS
-from values.validation import numeric_leaves
+from core.validation import numeric_leaves
 
 CHANNELS = ["search_advertising", "social_media", "email_marketing"]
 RANGE_FIELDS = ["ctr_range", "cpc_range", "conversion_rate_range"]

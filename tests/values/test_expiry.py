@@ -39,7 +39,7 @@ from tests.values.test_resolution import (
     wait_for_propagation,
 )
 from values import get_value
-from values.answers import Answer, Provenance
+from core.answers import Answer, Provenance
 from values.cache import cache_key, l1, l2
 from values.models import ValueType
 from values.registry import registry

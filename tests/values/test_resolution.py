@@ -23,7 +23,8 @@ from django.test import override_settings
 from django.utils import timezone
 from django_redis import get_redis_connection
 
-from sources.models import Source, ValueTypeSource
+from sources.models import Source
+from values.models import ValueTypeSource
 from tests import databases
 from tests.servers import LocalServer, RecordedRequest
 from tests.values.conftest import (
@@ -37,10 +38,11 @@ from tests.values.conftest import (
     serve_sources,
 )
 from values import get_value
-from values.answers import Answer
+from core.answers import Answer
 from values.cache import L2_RETRY_AFTER, cache_key, l1, l2
-from values.context import ContextError, canonical_context
-from values.models import AuditEntry, Override, ResolvedValue, ValueType
+from core.context import ContextError, canonical_context
+from values.models import Override, ResolvedValue, ValueType
+from audit.models import AuditEntry
 from values.registry import CHECK_INTERVAL, registry
 from values.background import refreshes
 from values.resolution import FALLBACK_TTL, UnknownValueType
@@ -778,7 +780,7 @@ def test_get_value__alias__answers_as_canonical_key(budget_server):
 
 
 def test_get_value__data_version_bumped_elsewhere__l1_copy_dropped_within_the_poll_interval(budget_server):
-    from values.history import bump_data_version
+    from audit.history import bump_data_version
 
     first = get_value("budget_thresholds", US)
     assert get_value("budget_thresholds", US).provenance.tier == "l1"

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from config.environment import load_environment
-from config.errors import ConfigError
+from core.errors import ConfigError
 from config.services import config_export
 
 HEADER = "# Exported by `manage.py export_config`: the database's sources and value types.\n"

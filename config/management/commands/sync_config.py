@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from config.environment import load_environment
-from config.errors import ConfigError
+from core.errors import ConfigError
 from config.services import SyncRefused, config_sync
 
 

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from values.context import ContextError
+from core.context import ContextError
 from values.resolution import UnknownValueType, get_value
 
 

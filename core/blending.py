@@ -20,7 +20,7 @@ or was invalid, its own confidence, the channels it covers); `blend` makes one `
   with or without data); overall = mean over units, clamped to [0, 1].
 
 A contribution of weight 0 is accepted and has no say at all. `data` is assumed validated
-(`values.validation`): finite numbers only.
+(`core.validation`): finite numbers only.
 """
 
 from __future__ import annotations

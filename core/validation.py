@@ -16,11 +16,16 @@ from datetime import timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
+from django.core.validators import RegexValidator
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from config.errors import format_path
+from core.errors import format_path
 
+# Keys of value types, sources and their aliases.
+identifier_validator = RegexValidator(
+    r"^[a-z][a-z0-9_]*$", "Use lowercase letters, digits and underscores, starting with a letter."
+)
 # A consumer's read budget longer than this is no longer "a fast answer": a refresh's job.
 MAX_READ_BUDGET = timedelta(seconds=10)
 

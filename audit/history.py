@@ -10,7 +10,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F
 
-from values.models import AuditEntry, ConfigVersion
+from audit.models import AuditEntry, ConfigVersion
 
 # Bookkeeping fields that change on every save and say nothing about the edit.
 UNTRACKED_FIELDS = {"created_at", "updated_at"}
@@ -54,13 +54,19 @@ def audit_record(
         actor=actor,
         channel=channel,
         action=action,
-        object_type=instance._meta.label_lower,
+        object_type=object_type_of(instance),
         object_id=str(instance.pk),
         object_repr=str(instance)[:200],
         before=before,
         after=after,
         reason=reason,
     )
+
+
+def object_type_of(instance: models.Model) -> str:
+    """How the history names the kind of `instance`: `app_label.model`, or the name a model that
+    moved between apps keeps (its `audit_object_type`), so that its history reads as one."""
+    return getattr(type(instance), "audit_object_type", instance._meta.label_lower)
 
 
 def _is_versioned(instance: models.Model) -> bool:
