@@ -88,7 +88,8 @@ def _session_members(session: int) -> list[str]:
         except OSError:
             continue  # gone meanwhile
         state, _parent, _group, member_session = stat.rsplit(")", 1)[1].split()[:4]
-        if int(member_session) == session:
+        # A zombie has exited already; it only waits to be reaped by whoever adopted it.
+        if int(member_session) == session and state != "Z":
             members.append(f"{entry.name} ({state}) {cmdline.strip()}")
     return members
 
