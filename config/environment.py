@@ -6,7 +6,8 @@
       2. checks the merged document's shape against ENVIRONMENT_SCHEMA (types, unknown keys,
          durations, weights in (0, 1]);
       3. checks what a schema cannot say: every source named is defined, min <= max, each value
-         type known (built-in or fully defined), each fallback valid under its own rules;
+         type known (built-in or fully defined), each fallback valid under its own rules, each
+         field precision one of decimals or significant digits, within bounds;
       4. returns the desired database state: built-in value types overlaid by `dynamic_values`,
          sources from `sources:`, and the deployment settings (cache TTLs, mock mode, ...).
 Every problem is collected and raised at once as a ConfigError naming file, key path and reason.
@@ -33,7 +34,7 @@ from core.durations import format_duration, parse_duration
 from core.errors import ConfigError, ConfigProblem, KeyPath
 from config.yaml_reader import ReadResult, read_environment
 from values.builtins import BUILTIN_VALUE_TYPES, DEFAULT_PERFORMANCE_TTL, DEFAULT_TTL
-from core.validation import MAX_READ_BUDGET, ValueRules, rules_problems, value_problems
+from core.validation import MAX_READ_BUDGET, ValueRules, precision_problems, rules_problems, value_problems
 
 TIERS = ("primary", "secondary", "tertiary")
 SOURCE_KINDS = ("http_json", "world_bank", "imf", "google_ads", "facebook_marketing", "semrush")
@@ -92,6 +93,16 @@ BOUNDS = {
     "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
     "additionalProperties": False,
     "minProperties": 1,
+}
+# Field pattern -> one precision; how many digits each allows is core.validation's to say
+# (precision_problems, checked with the value type).
+PRECISION = {
+    "type": "object",
+    "additionalProperties": {
+        "type": "object",
+        "properties": {"decimals": {"type": "integer"}, "significant": {"type": "integer"}},
+        "additionalProperties": False,
+    },
 }
 RATE_LIMIT = {
     "type": "object",
@@ -198,6 +209,7 @@ VALUE_TYPE = {
         "prediction": {"type": "boolean"},
         "sources": {"type": "array", "items": SOURCE_LINK},
         "validation": VALIDATION,
+        "precision": PRECISION,
         "blend": {
             "type": "object",
             "properties": {
@@ -465,7 +477,11 @@ class _Builder:
             # Least significant first: by default the context keys, last declared first.
             "widening_order": list(definition.get("widening", reversed(definition.get("context_keys", [])))),
             "is_prediction_enabled": definition.get("prediction", True),
+            # The file's precision replaces the built-in's whole: `precision: {}` rounds nothing.
+            "field_precision": definition.get("precision", {}),
         }
+        for where, problem in precision_problems(fields["field_precision"]):
+            self.problem((*at, "precision", *where), problem)
         if fields["read_budget"] is not None and fields["read_budget"] > MAX_READ_BUDGET:
             self.problem((*at, "read_budget"), f"at most {format_duration(MAX_READ_BUDGET)}: a longer wait is a refresh's")
         unknown = [name for name in fields["widening_order"] if name not in fields["context_keys"]]

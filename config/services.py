@@ -233,6 +233,7 @@ def _export_value_type(value_type: ValueType) -> dict[str, Any]:
             "fields": value_type.field_bounds,
             "ascending": value_type.ascending_fields,
         },
+        "precision": value_type.field_precision,
         "sources": [
             {
                 "api": link.source.name,

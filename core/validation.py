@@ -5,6 +5,10 @@ numeric leaf lies within the per-field bounds whose pattern matches its path, ev
 pair is ordered (low <= high), and the `ascending` fields are strictly ascending. The ratio
 bounds compare a candidate with a reference value (the last known good one, or the fallback).
 Each function returns a list of readable problems; an empty list means valid.
+
+A type's field precision is not a rule a value must obey but how a value the engine makes (a
+blend) is rounded, once, before it is validated and stored: `round_value`. Its patterns are
+those of the field bounds.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -30,6 +35,11 @@ identifier_validator = RegexValidator(
 MAX_READ_BUDGET = timedelta(seconds=10)
 
 LeafPath = tuple[str | int, ...]
+# {"*": {"decimals": 2}} or {"*.ctr_range": {"significant": 4}}: field pattern -> one precision.
+Precision = Mapping[str, Mapping[str, int]]
+# The kinds of precision and the digits each allows: a double holds about 15 significant digits,
+# so more would round nothing.
+PRECISION_DIGITS = {"decimals": (0, 15), "significant": (1, 15)}
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,36 @@ def rules_problems(rules: ValueRules) -> dict[str, list[str]]:
     return problems
 
 
+def round_value(value: Any, precision: Precision) -> Any:
+    """`value` with each number rounded by the most specific pattern of `precision` matching its
+    path, half away from zero on the number as it is written (4892.0380000000005 -> 4892.04 at 2
+    decimals, 2.675 -> 2.68, 1.2345678 -> 1.235 at 4 significant digits). Other leaves, booleans,
+    non-finite numbers and numbers no pattern matches are returned as they are; an int stays an
+    int. Rounding a rounded value changes nothing."""
+    if not precision:
+        return value
+    return _rounded(value, (), _by_specificity(precision))
+
+
+def precision_problems(precision: Any) -> list[tuple[LeafPath, str]]:
+    """Problems in a precision spec, each with where it is within the spec (() for the whole)."""
+    if not isinstance(precision, Mapping):
+        return [((), 'must be a mapping of field pattern to a precision, e.g. {"*": {"decimals": 2}}')]
+    problems: list[tuple[LeafPath, str]] = []
+    for pattern, digits in precision.items():
+        if not isinstance(pattern, str) or not all(pattern.split(".")):
+            problems.append(((str(pattern),), "a field pattern is dotted names or wildcards, none empty"))
+            continue
+        if not isinstance(digits, Mapping) or len(digits) != 1 or not set(digits) <= set(PRECISION_DIGITS):
+            problems.append(((pattern,), "give exactly one of decimals or significant"))
+            continue
+        [(kind, count)] = digits.items()
+        low, high = PRECISION_DIGITS[kind]
+        if isinstance(count, bool) or not isinstance(count, int) or not low <= count <= high:
+            problems.append(((pattern, kind), f"must be a whole number from {low} to {high}, not {count!r}"))
+    return problems
+
+
 def numeric_leaves(value: Any, path: LeafPath = ()) -> Iterator[tuple[LeafPath, float]]:
     """Every number in a JSON value with its path (booleans are not numbers)."""
     if isinstance(value, bool):
@@ -153,6 +193,55 @@ def _matches(pattern: str, path: LeafPath) -> bool:
     return len(segments) <= len(keys) and all(
         fnmatchcase(key, segment) for key, segment in zip(keys, segments)
     )
+
+
+def _by_specificity(precision: Precision) -> list[tuple[str, str, int]]:
+    """(pattern, kind, digits), most specific first: more segments, then fewer wildcard
+    segments, then by the pattern's text (so the order does not depend on how it was stored)."""
+    def specificity(pattern: str) -> tuple[int, int, str]:
+        segments = pattern.split(".")
+        wildcards = sum(1 for segment in segments if any(char in segment for char in "*?["))
+        return (-len(segments), wildcards, pattern)
+
+    return [
+        (pattern, *next(iter(precision[pattern].items())))
+        for pattern in sorted(precision, key=specificity)
+    ]
+
+
+def _rounded(value: Any, path: LeafPath, rules: list[tuple[str, str, int]]) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        for pattern, kind, digits in rules:
+            if _matches(pattern, path):
+                return _round_number(value, kind, digits)
+        return value
+    if isinstance(value, Mapping):
+        return {key: _rounded(item, (*path, key), rules) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_rounded(item, (*path, index), rules) for index, item in enumerate(value))
+    return value
+
+
+def _round_number(number: int | float, kind: str, digits: int) -> int | float:
+    if not math.isfinite(number):
+        return number  # validation refuses it, by its path
+    # The shortest text that reads back as this float is what a person sees: round that.
+    written = Decimal(repr(number))
+    if kind == "decimals":
+        exponent = -digits
+    else:
+        exponent = written.adjusted() - digits + 1
+    if written.as_tuple().exponent >= exponent:
+        return number  # no more digits than asked for (every int at some decimals, 1e300, ...)
+    quantum = Decimal(1).scaleb(exponent)
+    rounded = written.quantize(quantum, rounding=ROUND_HALF_UP)
+    if isinstance(number, int):
+        return int(rounded)
+    if not math.isfinite(float(rounded)):  # 1.5e308 to 1 significant digit: no float is 2e308
+        rounded = written.quantize(quantum, rounding=ROUND_DOWN)
+    return float(rounded) + 0.0  # + 0.0: -0.001 at 2 decimals is 0.0, not -0.0
 
 
 def _range_problems(value: Any, path: LeafPath = ()) -> Iterator[str]:

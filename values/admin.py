@@ -265,7 +265,7 @@ class ValueTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
             "Rules every value obeys",
             {"fields": ["schema", "field_bounds", "ascending_fields", "min_ratio", "max_ratio"]},
         ),
-        ("Blending the sources of a tier", {"fields": ["blend_method", "quorum"]}),
+        ("Blending the sources of a tier", {"fields": ["blend_method", "quorum", "field_precision"]}),
         (
             "When the sources are slow or down",
             {"fields": ["read_budget", "widening_order", "is_prediction_enabled"]},

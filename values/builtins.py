@@ -5,6 +5,8 @@ so an environment file only has to say what differs (a schedule, its sources). T
 fallbacks are the seed design's numbers; `social_media` and `email_marketing` in
 `channel_performance` are not in the seed and carry published industry-average ranges instead
 (see docs/configuration.md), so that every channel the planner offers has an answer.
+`precision` rounds each blended value once, when it is made: money to the cent, rates and
+multipliers to 4 significant digits.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ BUILTIN_VALUE_TYPES: dict[str, dict[str, Any]] = {
             "fields": {"*": {"min": 0, "max": 1_000_000_000}},
             "ascending": BUDGET_THRESHOLD_FIELDS,
         },
+        "precision": {"*": {"decimals": 2}},  # money, to the cent
     },
     "industry_multipliers": {
         "aliases": [],
@@ -84,6 +87,7 @@ BUILTIN_VALUE_TYPES: dict[str, dict[str, Any]] = {
             "services": 1.0,
         },
         "validation": {"fields": {"*": {"min": 0.3, "max": 3.0}}},
+        "precision": {"*": {"significant": 4}},
     },
     "channel_performance": {
         "aliases": [],
@@ -138,6 +142,12 @@ BUILTIN_VALUE_TYPES: dict[str, dict[str, Any]] = {
                 "*.competitive_intensity": {"min": 0, "max": 1},
                 "*.cpc_range": {"min": 0, "max": 1000},
             },
+        },
+        "precision": {
+            "*.ctr_range": {"significant": 4},
+            "*.conversion_rate_range": {"significant": 4},
+            "*.competitive_intensity": {"significant": 4},
+            "*.cpc_range": {"decimals": 2},  # money, to the cent
         },
     },
 }

@@ -4,7 +4,8 @@ Every source of the tier is called at once (each through `sources.calls.call_sou
 way to call a source). Each answer is validated against the type's rules and against the
 reference value (the last known good, or the fallback) by the ratio bounds; an invalid answer
 counts as that source's failure, with the reason. The valid ones are blended by weight
-(core.blending); the blend is validated again. A tier that yields nothing valid says why.
+(core.blending); the blend is rounded by the type's field precision (core.validation.round_value)
+and validated again. A tier that yields nothing valid says why.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextvars import copy_context
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from sources.calls import call_source
 from core.answers import SourceUse
 from core.blending import Blend, Contribution, QuorumNotMet, blend
 from values.registry import LinkConfig, ValueTypeConfig
-from core.validation import ratio_problems, value_problems
+from core.validation import ratio_problems, round_value, value_problems
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def fetch_tier(
         blended = blend(contributions, units=units, quorum=value_type.quorum, method=value_type.blend_method)
     except QuorumNotMet as error:
         return TierOutcome(None, tuple(uses), (*errors, error.reason), None, tuple(failures))
+    # Rounded once, here where the value is made, so every tier, the history and the API agree.
+    blended = replace(blended, value=round_value(blended.value, value_type.field_precision))
     problems = value_problems(blended.value, value_type.rules) + ratio_problems(
         blended.value, reference, value_type.rules
     )

@@ -11,7 +11,15 @@ from django.db import models
 from django.utils import timezone
 
 from core.context import ContextError, canonical_context
-from core.validation import MAX_READ_BUDGET, ValueRules, identifier_validator, rules_problems, value_problems
+from core.errors import format_path
+from core.validation import (
+    MAX_READ_BUDGET,
+    ValueRules,
+    identifier_validator,
+    precision_problems,
+    rules_problems,
+    value_problems,
+)
 from sources.models import Source
 
 
@@ -58,6 +66,13 @@ class ValueType(models.Model):
     )
     min_ratio = models.FloatField(null=True, blank=True, help_text="Lowest new/previous ratio.")
     max_ratio = models.FloatField(null=True, blank=True, help_text="Highest new/previous ratio.")
+    field_precision = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How each number of a blended value is rounded, once, when it is made, by field pattern: "
+        '{"*": {"decimals": 2}} to the cent, {"*.ctr_range": {"significant": 4}}; the most specific '
+        "pattern wins. Empty: no rounding. Fallbacks and overrides are kept as typed.",
+    )
     quorum = models.FloatField(
         default=0.0,
         validators=[MinValueValidator(0.0)],
@@ -124,6 +139,12 @@ class ValueType(models.Model):
             errors["schema"] = ["Must be a JSON object (a JSON Schema)."]
         if "aliases" not in errors:
             errors.update(self._alias_problems())
+        precision = [
+            f"{format_path(where)}: {problem}" if where else problem
+            for where, problem in precision_problems(self.field_precision)
+        ]
+        if precision:
+            errors["field_precision"] = precision
         if not errors:
             errors.update(rules_problems(self.rules))
         if not errors and self.fallback_value is not None:

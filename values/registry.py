@@ -7,7 +7,7 @@ process compares that version with its snapshot's at most every CHECK_INTERVAL s
 primary-key query, never on every read) and reloads on a change.
 
 Each value type carries a fingerprint of everything that shapes its resolved values (rules,
-fallback, TTLs, sources and weights). The cache key includes it, so after such a change every
+fallback, TTLs, sources and weights, field precision). The cache key includes it, so after such a change every
 tier misses and the new configuration is applied, while an override change alone keeps caches.
 
 If the database cannot be reached, the process keeps the snapshot it has; if it never had one,
@@ -97,6 +97,8 @@ class ValueTypeConfig:
     read_budget: timedelta | None = None  # how long a consumer's read waits for sources; None: the setting
     widening_order: tuple[str, ...] = ()  # context keys a widened answer drops, least significant first
     is_prediction_enabled: bool = True  # whether a forecast from history may be served
+    # How a blend's numbers are rounded when it is made (core.validation.round_value); {}: not at all.
+    field_precision: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def is_channel_keyed(self) -> bool:
@@ -137,6 +139,7 @@ def builtin_snapshot() -> Snapshot:
             ),
             fingerprint="builtin",
             widening_order=tuple(definition["widening"]),
+            field_precision=definition["precision"],
         )
         types.update({name: config for name in (key, *definition["aliases"])})
     return Snapshot(version=None, types=types)
@@ -212,6 +215,7 @@ def load_snapshot() -> Snapshot:
             read_budget=value_type.read_budget,
             widening_order=tuple(value_type.widening_order),
             is_prediction_enabled=value_type.is_prediction_enabled,
+            field_precision=value_type.field_precision,
         )
         config = _with_fingerprint(config)
         types.update({name: config for name in (value_type.key, *value_type.aliases)})
@@ -227,6 +231,9 @@ def _with_fingerprint(config: ValueTypeConfig) -> ValueTypeConfig:
     shaping = asdict(replace(config, overrides=(), fingerprint=""))
     for name in SHAPING_ONLY_DEGRADED_ANSWERS:
         del shaping[name]
+    if not config.field_precision:
+        # No rounding is how every type was before precision existed: its stored values stay its own.
+        del shaping["field_precision"]
     return replace(config, fingerprint=fingerprint(shaping))
 
 

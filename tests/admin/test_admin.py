@@ -340,6 +340,42 @@ def test_value_type_change__bad_widening_or_read_budget__refused_with_error_on_f
     assert not admin_entries().exists()
 
 
+@pytest.mark.parametrize(
+    ("precision", "expected_error"),
+    [
+        ({"*": {"decimals": 2, "significant": 4}}, "*: give exactly one of decimals or significant"),
+        ({"*": {"decimals": 40}}, "*.decimals: must be a whole number from 0 to 15, not 40"),
+        (["*", 2], "must be a mapping of field pattern to a precision"),
+    ],
+    ids=["two_precisions", "too_many_decimals", "not_a_mapping"],
+)
+def test_value_type_change__bad_precision__refused_with_error_on_form(admin_client, synced, precision, expected_error):
+    value_type = ValueType.objects.get(key="budget_thresholds")
+    stored = value_type.field_precision
+
+    response = post_change(admin_client, value_type, field_precision=precision, change_reason="try it")
+
+    assert response.status_code == 200
+    assert expected_error in " ".join(form_errors(response)["field_precision"])
+    value_type.refresh_from_db()
+    assert value_type.field_precision == stored
+    assert not admin_entries().exists()
+
+
+def test_value_type_change__good_precision__saved_with_one_audit_entry(admin_client, synced):
+    value_type = ValueType.objects.get(key="budget_thresholds")
+
+    response = post_change(
+        admin_client, value_type, field_precision={"*": {"decimals": 0}}, change_reason="Whole dollars are enough"
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    value_type.refresh_from_db()
+    assert value_type.field_precision == {"*": {"decimals": 0}}
+    [entry] = admin_entries()
+    assert (entry.before["field_precision"], entry.after["field_precision"]) == ({"*": {"decimals": 2}}, {"*": {"decimals": 0}})
+
+
 # --- good edits are saved and recorded -----------------------------------------------------
 
 

@@ -1002,3 +1002,58 @@ def test_load__bad_read_budget_widening_or_prediction__reports_file_key_line_and
     problem = only_problem(path)
 
     assert_reported(problem, path, f"dynamic_values.budget_thresholds.{line.split(':')[0]}", reason, 3)
+
+
+# --- field precision: how a made value is rounded ------------------------------------------------
+
+
+def test_load__no_precision_given__the_builtin_precision(tmp_path):
+    path = write(tmp_path, "env.yaml", "environment: env\n")
+
+    value_types = load_environment(path=path, environ={}).value_types
+
+    assert value_types["budget_thresholds"].fields["field_precision"] == {"*": {"decimals": 2}}
+    assert value_types["industry_multipliers"].fields["field_precision"] == {"*": {"significant": 4}}
+    assert value_types["channel_performance"].fields["field_precision"]["*.cpc_range"] == {"decimals": 2}
+
+
+def test_load__precision_given__replaces_the_builtin_whole(tmp_path):
+    path = write(tmp_path, "env.yaml", """
+        dynamic_values:
+          channel_performance:
+            precision:
+              "*.cpc_range": {decimals: 1}
+          industry_multipliers:
+            precision: {}
+    """)
+
+    value_types = load_environment(path=path, environ={}).value_types
+
+    assert value_types["channel_performance"].fields["field_precision"] == {"*.cpc_range": {"decimals": 1}}
+    assert value_types["industry_multipliers"].fields["field_precision"] == {}
+
+
+@pytest.mark.parametrize(
+    ("precision", "key_path", "reason", "line"),
+    [
+        ('"*": {decimals: -1}', "precision.*.decimals", "must be a whole number from 0 to 15, not -1", 4),
+        ('"*": {significant: 16}', "precision.*.significant", "must be a whole number from 1 to 15, not 16", 4),
+        ('"*": {decimals: 2, significant: 4}', "precision.*", "give exactly one of decimals or significant", 4),
+        ('"*": {}', "precision.*", "give exactly one of decimals or significant", 4),
+        ('"a..b": {decimals: 2}', "precision.a..b", "a field pattern is dotted names or wildcards, none empty", 4),
+        ('"*": {digits: 2}', "precision.*.digits", "unknown key", 4),
+        ('"*": {decimals: two}', "precision.*.decimals", "wrong type", 4),
+        ('"*": 2', "precision.*", "wrong type", 4),
+    ],
+)
+def test_load__bad_precision__reports_file_key_line_and_reason(tmp_path, precision, key_path, reason, line):
+    path = write(tmp_path, "env.yaml", f"""
+        dynamic_values:
+          budget_thresholds:
+            precision:
+              {precision}
+    """)
+
+    problem = only_problem(path)
+
+    assert_reported(problem, path, f"dynamic_values.budget_thresholds.{key_path}", reason, line)

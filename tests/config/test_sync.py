@@ -431,6 +431,37 @@ def test_export__string_holding_interpolation_syntax__survives_export_then_sync(
     assert Source.objects.get(name="imf_api").description == description
 
 
+def test_export__operator_edited_precision__exported_and_sync_of_the_export_is_a_no_op(synced, tmp_path):
+    ValueType.objects.filter(key="industry_multipliers").update(field_precision={"finance": {"decimals": 3}})
+    ValueType.objects.filter(key="budget_thresholds").update(field_precision={})
+    path = tmp_path / "exported.yaml"
+    before = database_rows()
+
+    export("--env", "test", "-o", str(path))
+    output = sync("--file", str(path))
+
+    assert "No changes" in output
+    assert database_rows() == before
+    exported = yaml.safe_load(path.read_text())["dynamic_values"]
+    assert exported["industry_multipliers"]["precision"] == {"finance": {"decimals": 3}}
+    assert exported["budget_thresholds"]["precision"] == {}
+    assert exported["channel_performance"]["precision"]["*.cpc_range"] == {"decimals": 2}
+
+
+def test_sync__precision_changed_in_the_file__shows_old_to_new(synced, environments):
+    path = write(environments, "overlay.yaml", """
+        extends: test.yaml
+        dynamic_values:
+          budget_classification:  # the name test.yaml gives budget_thresholds
+            precision: {"*": {decimals: 0}}
+    """)
+
+    output = sync("--file", str(path))
+
+    assert "field_precision: {\"*\": {\"decimals\": 2}} -> {\"*\": {\"decimals\": 0}}" in output
+    assert ValueType.objects.get(key="budget_thresholds").field_precision == {"*": {"decimals": 0}}
+
+
 # --- manage.py check and migrations ----------------------------------------------------------
 
 
