@@ -161,8 +161,24 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# How long a SQLite connection waits for another process's write to finish before giving up
+# with "database is locked" (seconds): the embedded default's web, worker and beat share one
+# file, and a refresh or dispatch holds the write lock for milliseconds, far below this.
+SQLITE_BUSY_TIMEOUT_SECONDS = 20
+# The embedded default with several writing processes (docs/deploy.md): a write-ahead log, so
+# readers never block the writer nor it them; synchronous=NORMAL, safe with a WAL (a power cut
+# may lose the last commits, never corrupt the file) and far fewer fsyncs; IMMEDIATE
+# transactions, which take the write lock when they begin and so wait for it (busy timeout)
+# instead of failing at once when a read inside them later turns into a write.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
+    # Options given in DATABASE_URL's query string take precedence.
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:

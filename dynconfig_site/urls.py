@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 
 from dynconfig_site.api_errors import json_404
 from dynconfig_site.api_schema import SchemaApi, SchemaDocsPage
+from monitoring.home import home
 from sources.views import simulator
 
 admin.site.site_header = "DynConfig"
@@ -22,6 +23,7 @@ urlpatterns = [
     re_path(r"^api/", json_404),
     path(f"{settings.ADMIN_PATH}dashboard/", include("monitoring.dashboard_urls")),
     path(settings.ADMIN_PATH, admin.site.urls),
+    path("", home, name="home"),  # what runs, where things are, the values served now
     path("", include("monitoring.urls")),  # /healthz, /readyz, /metrics
     # Local stand-ins of the market-data APIs; they answer only in mock mode (development).
     path("simulators/<str:name>/", simulator),
