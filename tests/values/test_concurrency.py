@@ -159,7 +159,9 @@ def test_cold_reads__50_threads_in_5_processes__each_source_called_once(engine, 
     # They really overlapped: every read had begun before the first one had its answer.
     assert max(r["began"] for r in results) < min(r["ended"] for r in results)
     assert_one_leader(results, local_server)
-    assert {r["tier"] for r in results} <= {"primary", "l1", "l2"}
+    # L3 too: a reader that missed L2 just before the leader stored its answer may read the
+    # database just after the leader wrote it (a thread's first query opens its connection).
+    assert {r["tier"] for r in results} <= {"primary", "l1", "l2", "l3"}
 
 
 def test_cold_reads__50_threads_in_one_process__each_source_called_once(engine, local_server):
