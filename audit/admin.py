@@ -1,17 +1,34 @@
-"""Admin of the history of operator edits (read only), and the read-only admin base it shares."""
+"""Admin of the history of operator edits (read only), and the read-only admin base it shares.
+
+An entry's page offers "Revert": a confirmation page shows what the revert would change (or why
+it cannot), asks for a reason, and on POST calls values.services.audit_entry_revert, which
+records the revert as a new entry. It takes the permission the revert needs on the object's
+model: change to restore fields, delete to undo a create, add to undo a delete.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from audit.history import UNTRACKED_FIELDS
 from audit.models import AuditEntry
+from values.services import REVERTIBLE_MODELS, VersionConflict, audit_entry_revert, audit_entry_revert_plan
+
+ADMIN_CHANNEL = "admin"
+# The permission a revert needs on the object's model, by what it does to the object.
+REVERT_PERMISSIONS = {"restore": "change", "delete": "delete", "re-create": "add", "": "change"}
 
 
 def pretty_json(value: Any) -> str:
@@ -44,6 +61,53 @@ class AuditEntryAdmin(ViewOnlyAdmin):
         "reason", "changed_fields", "before_pretty", "after_pretty",
     ]  # fmt: skip
     readonly_fields = fields
+    change_form_template = "admin/audit/auditentry/change_form.html"
+
+    def get_urls(self):
+        revert = path(
+            "<path:object_id>/revert/",
+            self.admin_site.admin_view(self.revert_view),
+            name="audit_auditentry_revert",
+        )
+        return [revert, *super().get_urls()]
+
+    def revert_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET: what reverting the entry would change, and a form asking why; POST: revert it."""
+        entry = self.get_object(request, unquote(object_id))
+        if entry is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        plan = audit_entry_revert_plan(entry=entry)
+        if not self.has_view_permission(request, entry) or not _may_revert(request, entry, plan.action):
+            raise PermissionDenied
+        form = RevertForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                reverted = audit_entry_revert(
+                    entry=entry,
+                    actor=request.user.get_username(),
+                    channel=ADMIN_CHANNEL,
+                    reason=form.cleaned_data["reason"],
+                )
+            except (ValidationError, VersionConflict) as error:
+                text = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+                self.message_user(request, f"Not reverted: {text}", messages.ERROR)
+                plan = audit_entry_revert_plan(entry=entry)
+            else:
+                self.message_user(request, f"Reverted entry {entry.pk}: recorded as entry {reverted.pk}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:audit_auditentry_change", args=[reverted.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Revert entry {entry.pk}",
+            "opts": self.opts,
+            "entry": entry,
+            "plan": plan,
+            "changes": [
+                (change.name, _shown_or_dash(change.current), _shown_or_dash(change.restored))
+                for change in plan.changes
+            ],
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/audit/auditentry/revert_confirmation.html", context)
 
     @admin.display(description="changed fields")
     def changed_fields(self, entry: AuditEntry) -> str:
@@ -77,6 +141,26 @@ class AuditEntryAdmin(ViewOnlyAdmin):
     @admin.display(description="after")
     def after_pretty(self, entry: AuditEntry) -> str:
         return pretty_json(entry.after) if entry.after is not None else "-"
+
+
+class RevertForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason for this revert",
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text='Saved in the history as "revert of entry N: <reason>".',
+    )
+
+
+def _may_revert(request: HttpRequest, entry: AuditEntry, action: str) -> bool:
+    model = REVERTIBLE_MODELS.get(entry.object_type)
+    if model is None:
+        return True  # nothing can be done; the page says why
+    codename = get_permission_codename(REVERT_PERMISSIONS[action], model._meta)
+    return request.user.has_perm(f"{model._meta.app_label}.{codename}")
+
+
+def _shown_or_dash(value: Any) -> str:
+    return "-" if value is None else json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 def _json_or_dash(values: dict[str, Any], name: str) -> str:

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("sources.urls")),
     path("api/v1/", include("planning.urls")),
     path("api/v1/", include("monitoring.api_urls")),
+    path("api/v1/", include("audit.urls")),  # reverting a history entry
     # The OpenAPI schema (?format=json for JSON, else YAML) and Swagger UI over it (local assets).
     path("api/schema/", SchemaApi.as_view(), name="schema"),
     path("api/docs/", SchemaDocsPage.as_view(url_name="schema"), name="api-docs"),

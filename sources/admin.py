@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from sources.breaker import BreakerUnavailable, breaker_state
+from sources.health import health_report
 from sources.models import Source, SourceCall
 from sources.services import source_breaker_force_open, source_breaker_reset
 from values.services import source_test_connection
@@ -29,7 +30,7 @@ FORCED_OPEN_DURATION = timedelta(minutes=15)
 
 @admin.register(Source)
 class SourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "kind", "is_enabled", "base_url", "credentials", "breaker"]
+    list_display = ["name", "kind", "is_enabled", "health", "base_url", "credentials", "breaker"]
     list_filter = ["kind", "is_enabled"]
     search_fields = ["name", "description", "base_url"]
     readonly_fields = ["credential_status_list", "breaker", "created_at", "updated_at"]
@@ -56,6 +57,23 @@ class SourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ("Request", {"fields": ["request_template", "field_mapping"]}),
         ("Bookkeeping", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
+
+    def get_changelist_instance(self, request: HttpRequest):
+        # Every source's health computed once for the page, not once per row.
+        changelist = super().get_changelist_instance(request)
+        healths = {health.name: health for health in health_report({}).sources}
+        for source in changelist.result_list:  # the page's rows, kept by the queryset
+            source.current_health = healths.get(source.name)
+        return changelist
+
+    @admin.display(description="health")
+    def health(self, source: Source) -> str:
+        health = getattr(source, "current_health", None)
+        if health is None:
+            return "-"
+        if not health.reasons:
+            return health.status
+        return format_html('{} <span class="help">({})</span>', health.status, health.reasons[0])
 
     @admin.display(description="credentials")
     def credentials(self, source: Source) -> str:

@@ -8,6 +8,7 @@ models' own `clean()` decides what is valid, so the admin only shows their error
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django import forms
@@ -20,15 +21,20 @@ from django.db.models.deletion import Collector
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.timesince import timesince
 from django_jsonform.widgets import JSONFormWidget
 
 from audit.admin import ViewOnlyAdmin, pretty_json
 from audit.history import audit_record, object_type_of, snapshot
 from core.durations import format_duration
 from sources.models import Source
+from values import get_value
 from values.models import ContextReads, Override, RefreshSchedule, ResolvedValue, ValueRecord, ValueType, ValueTypeSource
+
+logger = logging.getLogger(__name__)
 
 ADMIN_CHANNEL = "admin"
 REASON_FIELD = "change_reason"
@@ -253,7 +259,7 @@ class ValueTypeSourceInline(admin.TabularInline):
 
 @admin.register(ValueType)
 class ValueTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["key", "aliases", "update_frequency_iso", "ttl_iso", "source_count"]
+    list_display = ["key", "aliases", "current_answer", "update_frequency_iso", "ttl_iso", "source_count"]
     search_fields = ["key", "aliases", "description"]
     readonly_fields = ["version", "created_at", "updated_at"]
     inlines = [ValueTypeSourceInline]
@@ -285,6 +291,16 @@ class ValueTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
             kwargs["widgets"] = {**kwargs.get("widgets", {}), "fallback_value": editor}
         return super().get_form(request, obj, change, **kwargs)
 
+    def get_changelist_instance(self, request: HttpRequest):
+        changelist = super().get_changelist_instance(request)
+        for value_type in changelist.result_list:  # the page's rows, kept by the queryset
+            value_type.current_answer_text = _current_answer_text(value_type.key)
+        return changelist
+
+    @admin.display(description="served now (empty context)")
+    def current_answer(self, value_type: ValueType) -> str:
+        return getattr(value_type, "current_answer_text", "-")
+
     @admin.display(description="update frequency", ordering="update_frequency")
     def update_frequency_iso(self, value_type: ValueType) -> str:
         return format_duration(value_type.update_frequency)
@@ -296,6 +312,22 @@ class ValueTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
     @admin.display(description="sources", ordering="source_count")
     def source_count(self, value_type: ValueType) -> int:
         return value_type.source_count
+
+
+def _current_answer_text(key: str) -> str:
+    """The tier and age of the value served for the empty context, e.g. "primary, 4 minutes old"."""
+    try:
+        answer = get_value(key)
+    except Exception:  # noqa: BLE001 - one value's failure must not break the page: shown, logged
+        logger.exception("value type changelist: %s could not be read", key, extra={"value_type": key})
+        return "unavailable"
+    provenance = answer.provenance
+    text = provenance.tier
+    if provenance.fetched_at is not None:
+        text += f", {timesince(provenance.fetched_at)} old"
+    if provenance.is_degraded:
+        text += " (degraded)"
+    return text
 
 
 @admin.register(ValueTypeSource)
@@ -311,7 +343,7 @@ class ValueTypeSourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 @admin.register(Override)
 class OverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["value_type", "context_match", "author", "starts_at", "expires_at", "reason"]
+    list_display = ["value_type", "context_match", "state", "author", "starts_at", "expires_at", "reason"]
     list_filter = ["value_type"]
     search_fields = ["value_type__key", "reason", "author"]
     list_select_related = ["value_type"]
@@ -321,6 +353,16 @@ class OverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
         "author", "version", "created_at", "updated_at",
     ]  # fmt: skip
     formfield_overrides = JSON_AS_TEXT
+
+    @admin.display(description="state")
+    def state(self, override: Override) -> str:
+        """active, scheduled (starts later) or expired, now."""
+        now = timezone.now()
+        if override.expires_at is not None and override.expires_at <= now:
+            return "expired"
+        if override.starts_at > now:
+            return "scheduled"
+        return "active"
 
     def save_model(self, request: HttpRequest, obj: Override, form, change: bool) -> None:
         # The author is whoever wrote the override; later editors are in its history.

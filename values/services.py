@@ -9,6 +9,7 @@ operators editing the same object at once cannot silently overwrite each other.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,13 +18,14 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
-from audit.history import audit_record, snapshot
+from audit.history import UNTRACKED_FIELDS, audit_record, snapshot
+from audit.models import AuditEntry
 from core.context import LIST_KEYS
 from sources.adapters.base import SourceError
 from sources.calls import call_source
 from sources.models import Source
 from values.fetching import source_call
-from values.models import Override, ValueRecord, ValueType
+from values.models import Override, ValueRecord, ValueType, ValueTypeSource
 from values.registry import load_snapshot
 
 # What an override update may change; its type is fixed, and its author is who created it.
@@ -217,3 +219,191 @@ def source_test_connection(*, source: Source) -> ConnectionTest:
     except SourceError as error:
         return ConnectionTest(value_type.key, False, error_kind=error.kind.value, reason=error.reason)
     return ConnectionTest(value_type.key, True, confidence=result.confidence)
+
+
+# Reverting a history entry ---------------------------------------------------------------------
+#
+# What a revert does, by the entry's action:
+#   update → the fields the entry changed get its `before` values back, if none of them changed
+#            since (else it is refused, naming what would be overwritten);
+#   create → the object is deleted, if it is as the entry left it; never a value type (consumers
+#            read it by key: deleting one is an explicit admin delete, not an undo), nor a source
+#            that value types still use;
+#   delete → the object is made again from `before`, with its id, if nothing took its place.
+# Each passes the model's full_clean() like any edit and is recorded through audit_record, with
+# the reason "revert of entry N: <reason>". A refusal is a ValidationError; nothing changes then.
+
+# The objects whose history can be reverted, by the name the history gives their kind.
+REVERTIBLE_MODELS: dict[str, type[models.Model]] = {
+    "values.valuetype": ValueType,
+    "values.override": Override,
+    "sources.source": Source,
+    "sources.valuetypesource": ValueTypeSource,
+}
+# Never restored from a snapshot: the identity, and the version that every edit raises itself.
+NOT_RESTORED_FIELDS = frozenset({"id", "version"})
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field a revert changes, as JSON data; None where the object does not exist."""
+
+    name: str
+    current: Any
+    restored: Any
+
+
+@dataclass(frozen=True)
+class RevertPlan:
+    """What reverting an entry would do, or why it cannot (`problems`, empty when it can)."""
+
+    action: str  # "restore", "delete" or "re-create"; "" when the entry cannot be reverted at all
+    changes: tuple[FieldChange, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def is_possible(self) -> bool:
+        return not self.problems
+
+
+def audit_entry_revert_plan(*, entry: AuditEntry) -> RevertPlan:
+    """What `audit_entry_revert` would do now (for a confirmation page); changes nothing."""
+    model = REVERTIBLE_MODELS.get(entry.object_type)
+    current = _revert_target(model, entry, lock=False) if model else None
+    return _revert_plan(entry, model, current)
+
+
+@transaction.atomic
+def audit_entry_revert(
+    *, entry: AuditEntry, actor: str, channel: str, reason: str, expected_version: int | None = None
+) -> AuditEntry:
+    """Undo one history entry as a new, audited change (see the rules above); returns its entry.
+
+    `expected_version`, for value types and overrides, is the version the caller read: another
+    one raises VersionConflict. Raises ValidationError when the entry cannot be reverted (its
+    object changed or vanished since, or the restored state is invalid); nothing changes then."""
+    _require_reason(reason)
+    model = REVERTIBLE_MODELS.get(entry.object_type)
+    current = _revert_target(model, entry, lock=True) if model else None
+    if current is not None and expected_version is not None and hasattr(current, "version"):
+        if current.version != expected_version:
+            raise VersionConflict(current.version)
+    plan = _revert_plan(entry, model, current)
+    if not plan.is_possible:
+        raise ValidationError(list(plan.problems))
+    revert_reason = f"revert of entry {entry.pk}: {reason.strip()}"
+    if plan.action == "restore":
+        before = snapshot(current)
+        for change in plan.changes:
+            setattr(current, change.name, _field_value(model, change.name, change.restored))
+        current.full_clean()
+        current.save()
+        return audit_record(
+            actor=actor, channel=channel, instance=current, before=before, after=snapshot(current), reason=revert_reason
+        )
+    if plan.action == "delete":
+        recorded = audit_record(
+            actor=actor, channel=channel, instance=current, before=snapshot(current), after=None, reason=revert_reason
+        )
+        current.delete()
+        return recorded
+    restored = model(pk=_field_value(model, "id", entry.object_id))
+    for change in plan.changes:
+        setattr(restored, change.name, _field_value(model, change.name, change.restored))
+    if hasattr(restored, "version"):
+        # Past the version it had: a client still holding that one must read it again.
+        restored.version = int(entry.before.get("version") or 0) + 1
+    restored.full_clean()
+    restored.save(force_insert=True)
+    return audit_record(
+        actor=actor, channel=channel, instance=restored, before=None, after=snapshot(restored), reason=revert_reason
+    )
+
+
+def _revert_target(model: type[models.Model], entry: AuditEntry, *, lock: bool) -> models.Model | None:
+    queryset = model._default_manager.all()
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    try:
+        return queryset.filter(pk=entry.object_id).first()
+    except (ValueError, TypeError):  # an id this model cannot have names no object of it
+        return None
+
+
+def _revert_plan(entry: AuditEntry, model: type[models.Model] | None, current: models.Model | None) -> RevertPlan:
+    if model is None:
+        return RevertPlan("", (), (f"Changes of {entry.object_type} cannot be reverted.",))
+    names = {field.attname for field in model._meta.concrete_fields}
+    recorded = {**(entry.before or {}), **(entry.after or {})}
+    if set(recorded) - names - UNTRACKED_FIELDS:
+        # e.g. a breaker reset, recorded against its source: not a change of the source's fields
+        return RevertPlan("", (), ("This entry records an action, not a change of the object's fields.",))
+    label = f"{model._meta.verbose_name} {entry.object_repr!r}"
+    if entry.action == AuditEntry.Action.UPDATE:
+        return _update_revert_plan(entry, current, label)
+    if entry.action == AuditEntry.Action.CREATE:
+        return _create_revert_plan(entry, model, current, label)
+    return _delete_revert_plan(entry, current, label)
+
+
+def _update_revert_plan(entry: AuditEntry, current: models.Model | None, label: str) -> RevertPlan:
+    before, after = entry.before, entry.after
+    changed = [name for name in _restorable(before) if before.get(name) != after.get(name)]
+    if not changed:
+        return RevertPlan("restore", (), ("This entry changed no field that a revert could restore.",))
+    if current is None:
+        return RevertPlan("restore", (), (f"The {label} was deleted since this entry: nothing to restore.",))
+    now = snapshot(current)
+    changes = tuple(FieldChange(name, now.get(name), before[name]) for name in changed)
+    moved = [name for name in changed if now.get(name) != after.get(name)]
+    problems = tuple(
+        f"{name} changed since this entry: reverting would overwrite its current value "
+        f"{_shown(now.get(name))} (this entry left {_shown(after.get(name))}). Revert the later change first."
+        for name in moved
+    )
+    return RevertPlan("restore", changes, problems)
+
+
+def _create_revert_plan(
+    entry: AuditEntry, model: type[models.Model], current: models.Model | None, label: str
+) -> RevertPlan:
+    if model is ValueType:
+        return RevertPlan("delete", (), (
+            "A revert does not delete a value type: consumers read it by key. Delete it in the "
+            "admin if it must go.",
+        ))  # fmt: skip
+    if current is None:
+        return RevertPlan("delete", (), (f"The {label} was deleted since: nothing to delete.",))
+    now = snapshot(current)
+    changes = tuple(FieldChange(name, now[name], None) for name in _restorable(now))
+    moved = [name for name in _restorable(now) if now[name] != entry.after.get(name)]
+    problems = []
+    if moved:
+        problems.append(
+            f"The {label} changed since it was created ({', '.join(moved)}): revert those changes "
+            "first, or delete it explicitly."
+        )
+    if isinstance(current, Source) and current.value_type_links.exists():
+        problems.append(f"The {label} still feeds value types: remove its links first.")
+    return RevertPlan("delete", changes, tuple(problems))
+
+
+def _delete_revert_plan(entry: AuditEntry, current: models.Model | None, label: str) -> RevertPlan:
+    changes = tuple(FieldChange(name, None, entry.before[name]) for name in _restorable(entry.before))
+    if current is not None:
+        return RevertPlan("re-create", changes, (f"The {label} exists again: nothing to re-create.",))
+    return RevertPlan("re-create", changes, ())
+
+
+def _restorable(values: dict[str, Any]) -> list[str]:
+    return [name for name in values if name not in NOT_RESTORED_FIELDS | UNTRACKED_FIELDS]
+
+
+def _field_value(model: type[models.Model], attname: str, data: Any) -> Any:
+    """Snapshot data (durations and times as ISO 8601 text) back as the field's Python value."""
+    [field] = [field for field in model._meta.concrete_fields if field.attname == attname]
+    return None if data is None else field.to_python(data)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -814,3 +814,54 @@ def test_resolved_value_admin__read_only__no_add_change_or_delete(admin_client, 
     assert "region=us" in detail.content.decode()
     resolved_value.refresh_from_db()
     assert resolved_value.context_key == "region=us"
+
+
+# --- changelists at a glance ----------------------------------------------------------------
+
+
+def test_value_type_changelist__each_type__shows_the_tier_served_now(admin_client, synced):
+    response = admin_client.get(admin_url(ValueType, "changelist"))
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Served now (empty context)" in body
+    assert body.count('class="field-current_answer"') == ValueType.objects.count()
+
+
+def test_value_type_changelist__read_fails__row_says_unavailable_and_page_renders(admin_client, synced, monkeypatch):
+    def failing_read(key, context=None):
+        raise RuntimeError("cache and database down")
+
+    monkeypatch.setattr("values.admin.get_value", failing_read)
+
+    response = admin_client.get(admin_url(ValueType, "changelist"))
+
+    assert response.status_code == 200
+    assert response.content.decode().count('<td class="field-current_answer">unavailable</td>') == ValueType.objects.count()
+
+
+def test_override_changelist__state__active_scheduled_and_expired(admin_client, synced):
+    value_type = ValueType.objects.get(key="industry_multipliers")
+    now = timezone.now()
+    for starts_at, expires_at in (
+        (now - timedelta(hours=1), None),
+        (now + timedelta(days=1), None),
+        (now - timedelta(days=2), now - timedelta(days=1)),
+    ):
+        Override.objects.create(
+            value_type=value_type, value=GOOD_MULTIPLIERS, reason="state test", author="test",
+            starts_at=starts_at, expires_at=expires_at,
+        )  # fmt: skip
+
+    body = admin_client.get(admin_url(Override, "changelist")).content.decode()
+
+    for state in ("active", "scheduled", "expired"):
+        assert f'<td class="field-state">{state}</td>' in body
+
+
+def test_source_changelist__health__one_status_per_source(admin_client, synced):
+    body = admin_client.get(admin_url(Source, "changelist")).content.decode()
+
+    cells = body.split('<td class="field-health">')[1:]
+    assert len(cells) == Source.objects.count()
+    assert all(cell.split("<")[0].strip() in {"healthy", "degraded", "down"} for cell in cells)

@@ -24,6 +24,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from access.models import Scope
+from audit.models import AuditEntry
 from tests.api.test_schema import api_routes
 from values.models import ValueRecord, ValueType
 from values.services import override_create
@@ -65,6 +66,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/health/"): READERS,
     ("POST", "/api/v1/planning/budget-tier/"): READERS,
     ("POST", "/api/v1/planning/projections/"): READERS,
+    ("POST", "/api/v1/history/{entry_id}/revert/"): WRITERS,
 }
 
 
@@ -112,6 +114,11 @@ def _rollback() -> Call:
     return Call(f"/api/v1/values/{KEY}/rollback/", {"record_id": record.pk, "reason": REASON})
 
 
+def _revert() -> Call:
+    entry = AuditEntry.objects.get(object_type="values.override", object_id=str(_override_id()), action="create")
+    return Call(f"/api/v1/history/{entry.pk}/revert/", {"reason": REASON})
+
+
 REQUESTS: dict[tuple[str, str], Callable[[], Call]] = {
     ("GET", "/api/schema/"): lambda: Call("/api/schema/?format=json"),
     ("GET", "/api/docs/"): lambda: Call("/api/docs/"),
@@ -148,6 +155,7 @@ REQUESTS: dict[tuple[str, str], Callable[[], Call]] = {
     ("POST", "/api/v1/planning/projections/"): lambda: Call(
         "/api/v1/planning/projections/", {"channels": {"search_advertising": "1000.00"}, **CONTEXT}
     ),
+    ("POST", "/api/v1/history/{entry_id}/revert/"): _revert,
 }
 
 
