@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import parse_etags
@@ -19,6 +20,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -139,13 +141,18 @@ class ValueReadApi(APIView):
     @extend_schema(
         operation_id="value_read", parameters=CONTEXT_PARAMETERS, responses={200: AnswerOutputSerializer, 304: None}
     )
-    def get(self, request: Request, key: str) -> Response:
+    def get(self, request: Request, key: str) -> HttpResponse:
         answer = _answer(key, _context(request))
         etag = _etag(answer)
         headers = {"ETag": etag, "Cache-Control": f"max-age={_max_age(answer)}"}
         if _not_modified(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
             return Response(status=304, headers=headers)
-        return Response(answer.as_dict(), headers=headers)
+        if request.accepted_media_type != JSONRenderer.media_type:  # e.g. `; indent=4`: DRF renders
+            return Response(answer.as_dict(), headers=headers)
+        # The answer's JSON, made once when it entered L1 or read as is from L2 (Answer.as_json:
+        # what JSONRenderer would make of as_dict()); auth, throttling, negotiation and errors
+        # stay DRF's, only the serializer and renderer are skipped.
+        return HttpResponse(answer.as_json(), content_type=JSONRenderer.media_type, headers=headers)
 
 
 class ValueBatchReadApi(APIView):

@@ -14,7 +14,6 @@ an answer read back from L2 past its `expires_at` is a miss.
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 import time
 import uuid
@@ -48,9 +47,10 @@ def cache_key(value_type: ValueTypeConfig, context_key: str) -> str:
     """The one key of a value type and a context in every cache tier.
 
     The fingerprint of the type's configuration is part of it, so that a change of rules,
-    fallback or sources makes every tier miss at once in every process.
+    fallback or sources makes every tier miss at once in every process. v2: L2 holds an answer's
+    JSON (v1 held pickles), so processes of two releases never read each other's entries.
     """
-    return f"dynconfig:v1:{value_type.key}:{value_type.fingerprint}:{context_key}"
+    return f"dynconfig:v2:{value_type.key}:{value_type.fingerprint}:{context_key}"
 
 
 class LocalCache:
@@ -63,20 +63,27 @@ class LocalCache:
         self.data_version = 0  # the registry's data version these entries were made under
 
     def get(self, key: str) -> Answer | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[0] <= time.monotonic():
-                del self._entries[key]
-                return None
+        # No lock on a hit: each OrderedDict call is one step under the GIL (str keys run no
+        # Python code), and an entry evicted or cleared meanwhile only makes move_to_end miss.
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            with self._lock:
+                if self._entries.get(key) is entry:  # not replaced meanwhile by a fresh one
+                    del self._entries[key]
+            return None
+        try:
             self._entries.move_to_end(key)
-            return entry[1]
+        except KeyError:
+            pass
+        return entry[1]
 
     def set(self, key: str, answer: Answer, ttl: float) -> None:
         if ttl <= 0:
             return
         stored = answer.found_in("l1")  # made once here, so a hit costs no copy
+        stored.as_json()  # and serialized once here, so serving a hit costs no serializing
         with self._lock:
             self._entries[key] = (time.monotonic() + ttl, stored)
             self._entries.move_to_end(key)
@@ -93,8 +100,9 @@ class LocalCache:
 class RedisCache:
     """L2: answers shared by every process, in Redis through django-redis's connection pool.
 
-    Answers are stored pickled whole, already marked as found in L2, and read with the raw
-    client: a hit costs one GET and one unpickle, close to a bare Redis GET. Absent without
+    Answers are stored as their JSON (`Answer.as_json()`, the read API's very body), already
+    marked as found in L2, and read with the raw client: a hit costs one GET and one orjson
+    decode, and the answer keeps those bytes, so serving it serializes nothing. Absent without
     REDIS_URL; skipped for a while after an error.
     """
 
@@ -110,7 +118,11 @@ class RedisCache:
         data = self._call("get", key)
         if not data:
             return None
-        answer = pickle.loads(data)
+        try:
+            answer = Answer.from_json(data)
+        except ValueError as error:  # orjson.JSONDecodeError is one; a foreign entry is a miss
+            logger.warning("L2 entry %s unreadable, ignored: %s", key, error)
+            return None
         expires_at = answer.provenance.expires_at
         return answer if expires_at is not None and expires_at > timezone.now() else None
 
@@ -118,7 +130,7 @@ class RedisCache:
         """Keep `answer` until its `expires_at`, as an absolute time (PXAT)."""
         expires_at = answer.provenance.expires_at
         if expires_at is not None and expires_at > timezone.now():
-            data = pickle.dumps(answer.found_in("l2"), protocol=pickle.HIGHEST_PROTOCOL)
+            data = answer.found_in("l2").as_json()
             self._call("set", key, data, pxat=int(expires_at.timestamp() * 1000))
 
     def acquire(self, key: str, ttl: float) -> str | None:

@@ -69,7 +69,7 @@ from values.cache import (
 from core.context import canonical_context, wider_contexts
 from values.fetching import BREAKER_OPEN, OUT_OF_TIME, fetch_tier
 from core.prediction import forecast
-from values.registry import OverrideConfig, ValueTypeConfig, registry
+from values.registry import OverrideConfig, Snapshot, ValueTypeConfig, registry
 from core.validation import value_problems
 
 logger = logging.getLogger(__name__)
@@ -83,9 +83,9 @@ WIDENED_CONFIDENCE_FACTOR = 0.5
 # A forecast uses at most this many past values of the context, from at most this far back.
 PREDICTION_POINTS = 30
 PREDICTION_WINDOW = timedelta(days=30)
-# How many distinct (type, raw context) pairs `_read_keys` remembers.
+# How many distinct (key, raw context) pairs `_read_keys` remembers.
 READ_KEYS_MEMO_SIZE = 10_000
-_read_keys_memo: dict[tuple, tuple[dict, str, str]] = {}
+_read_keys_memo: dict[tuple, tuple[Mapping, tuple[ValueTypeConfig, dict, str, str]]] = {}
 
 # Why an answer is degraded (core.answers.REASONS).
 BUDGET_EXCEEDED, SOURCES_DOWN, NO_SOURCES, NO_DATABASE = "budget_exceeded", "sources_down", "no_sources", "no_database"
@@ -124,10 +124,7 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     snapshot = registry.snapshot()
     if snapshot.data_version != l1.data_version:
         l1.clear(snapshot.data_version)  # a background refresh replaced values somewhere
-    value_type = snapshot.value_type(key)
-    if value_type is None:
-        raise UnknownValueType(f"unknown value type {key!r}")
-    context, context_key, key_in_cache = _read_keys(value_type, context)
+    value_type, context, context_key, key_in_cache = _read_keys(snapshot, key, context)
     popularity.record(value_type.key, context_key, context, is_consumer_read=use_cache)
 
     if value_type.overrides:
@@ -161,27 +158,31 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     return metrics.answer_served(answer)
 
 
-def _read_keys(value_type: ValueTypeConfig, raw: Mapping[str, Any] | None) -> tuple[dict, str, str]:
-    """(canonical context, its key, the cache key), remembered per type and raw context.
+def _read_keys(snapshot: Snapshot, key: str, raw: Mapping[str, Any] | None) -> tuple[ValueTypeConfig, dict, str, str]:
+    """(value type, canonical context, its key, the cache key) of a read, remembered per key as
+    asked (a type's key or an alias) and raw context, for the snapshot's value types.
 
-    Canonicalizing costs more than an L1 hit itself; consumers repeat the same few contexts.
-    The remembered context is shared between answers: treat it as read-only.
+    Looking the type up and canonicalizing cost more than an L1 hit itself; consumers repeat the
+    same few contexts, so an L1 hit pays one dict lookup here. The remembered context is shared
+    between answers: treat it as read-only.
     """
     try:
-        memo_key = (value_type.key, value_type.fingerprint, tuple(raw.items()) if raw else ())
-        hash(memo_key)
-    except TypeError:  # a list in the context (channels=[...]): canonicalize every time
-        memo_key = None
-    if memo_key is not None:
+        memo_key = (key, tuple(raw.items()) if raw else ())
         known = _read_keys_memo.get(memo_key)
-        if known is not None:
-            return known
+    except TypeError:  # a list in the context (channels=[...]): canonicalize every time
+        memo_key = known = None
+    if known is not None and known[0] is snapshot.types:
+        return known[1]
+    value_type = snapshot.value_type(key)
+    if value_type is None:
+        raise UnknownValueType(f"unknown value type {key!r}")
     context, context_key = canonical_context(raw, value_type.context_keys, value_type.key)
-    keys = (context, context_key, cache_key(value_type, context_key))
+    keys = (value_type, context, context_key, cache_key(value_type, context_key))
     if memo_key is not None:
         if len(_read_keys_memo) >= READ_KEYS_MEMO_SIZE:
             _read_keys_memo.clear()  # crude but bounded; refills with what is read now
-        _read_keys_memo[memo_key] = keys
+        # Remembered with the snapshot's types: a new configuration makes every entry miss.
+        _read_keys_memo[memo_key] = (snapshot.types, keys)
     return keys
 
 

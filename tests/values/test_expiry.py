@@ -13,7 +13,6 @@ redis-server of the test's own), sources served by local HTTP servers.
 
 from __future__ import annotations
 
-import pickle
 import signal
 import threading
 import time
@@ -226,7 +225,7 @@ def test_l2_get__answer_past_its_expiry_written_late_with_a_long_lifetime__a_mis
     expired = an_answer(expires_in=-timedelta(seconds=1))
     raw = get_redis_connection("default")
     # What a SET with a relative lifetime, applied late, leaves: the entry outlives the answer.
-    raw.set(key, pickle.dumps(expired.found_in("l2"), protocol=pickle.HIGHEST_PROTOCOL), px=60_000)
+    raw.set(key, expired.found_in("l2").as_json(), px=60_000)  # as L2 stores answers: their JSON
 
     assert raw.exists(key)
     assert l2.get(key) is None
