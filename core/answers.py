@@ -76,11 +76,16 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Provenance:
-        return cls(
+        # Built without __init__ (as found_in does): an L2 hit makes one of these from JSON this
+        # class wrote, and a frozen dataclass's __init__ sets each of its twelve fields through
+        # object.__setattr__. The fields are the ones __init__ would set, with its defaults.
+        return _made(
+            cls,
             tier=data["tier"],
             origin=data["origin"],
             sources=tuple(
-                SourceUse(
+                _made(
+                    SourceUse,
                     name=use["name"],
                     weight=use["weight"],
                     confidence=use["confidence"],
@@ -139,7 +144,8 @@ class Answer:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Answer:
-        return cls(
+        return _made(
+            cls,
             key=data["key"],
             context=data["context"],
             value=data["value"],
@@ -178,6 +184,11 @@ class Answer:
         made = self.__dict__.get("_as_dict")
         if made is not None:
             answer.__dict__["_as_dict"] = {**made, "provenance": {**made["provenance"], "tier": tier}}
+            text = self.__dict__.get("_json")
+            if text is not None:
+                retiered = _with_tier(text, self.provenance.tier, tier)
+                if retiered is not None:
+                    answer.__dict__["_json"] = retiered
         return answer
 
 
@@ -192,6 +203,27 @@ def answer_json(data: dict[str, Any]) -> bytes:
     if b"\xe2\x80\xa8" in text or b"\xe2\x80\xa9" in text:
         text = text.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
     return text
+
+
+# Where as_json() writes the tier: "provenance" is the answer's last key, "tier" its first.
+_TIER_MARK = b'"provenance":{"tier":"'
+
+
+def _with_tier(text: bytes, old: str, new: str) -> bytes | None:
+    """An answer's JSON with its tier changed from `old` to `new`, or None if `text` does not
+    read as expected. Strings in JSON escape their quotes, so the last unescaped mark is the
+    provenance's own."""
+    at = text.rfind(_TIER_MARK) + len(_TIER_MARK)
+    if at < len(_TIER_MARK) or text[at : at + len(old) + 1] != f'{old}"'.encode():
+        return None
+    return b"".join((text[:at], new.encode(), text[at + len(old) :]))
+
+
+def _made(cls: type, **fields: Any) -> Any:
+    """An instance of a frozen dataclass of this module, its fields set as given, __init__ not run."""
+    made = object.__new__(cls)
+    made.__dict__.update(fields)
+    return made
 
 
 def _time(text: str | None) -> datetime | None:

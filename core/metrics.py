@@ -13,6 +13,7 @@ Recorded from (the contract the engine calls):
     source_call_observed(source, outcome, seconds)   sources.calls, once per attempt
     cache_looked_up(tier, answer)                    values.resolution, per L1/L2/L3 lookup
     answer_served(answer)                            values.resolution, every answer returned
+    answers_served_from_l1(answer, times)            values.resolution, L1 fast-path hits in bulk
     degraded_answer_made(value_type, kind, reason)   values.resolution, a stale/fallback made
     refresh_observed(value_type, seconds, is_failed) values.refresh, after each refresh
     refresh_failed(value_type)                       values.refresh, a refresh that never finished
@@ -25,6 +26,11 @@ scrape and at exit: a scrape can lag another process by up to FLUSH_INTERVAL, an
 killed without exiting (SIGKILL, or a prefork child that ends with os._exit) loses at most
 that much. The rest (source calls, refreshes) costs milliseconds anyway and is written at once.
 
+The L1 fast path (values.resolution) does not count here either: each hit appends to a log of
+its own, which a callback given to `before_each_flush` turns into counts
+(`answers_served_from_l1`) just before each flush. An L1 hit's age is then taken at that moment,
+at most FLUSH_INTERVAL after the hit.
+
 dynconfig_breaker_state is not recorded at all: a collector (monitoring.metrics) reads each
 source's breaker from Redis (the truth shared by every process) at scrape time.
 """
@@ -36,9 +42,11 @@ import os
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.db import connections
 from prometheus_client import Counter, Histogram, values
 
 if TYPE_CHECKING:
@@ -56,6 +64,8 @@ if not getattr(values.ValueClass, "_multiprocess", False):
 
 # How long the read path's counts may wait in memory before they reach the files.
 FLUSH_INTERVAL = 1.0
+# Called before each flush (`before_each_flush`).
+_drains: list[Callable[[], None]] = []
 
 # Source calls: most answer within a second; the budget of a call is a few seconds.
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -136,12 +146,31 @@ def cache_looked_up(tier: str, answer: Answer | None) -> None:
 
 def answer_served(answer: Answer) -> Answer:
     """Count `answer` as served (by its provenance tier) and its value's age; returns it."""
-    provenance = answer.provenance
-    age = None
-    if provenance.fetched_at is not None and provenance.origin not in _AGELESS_ORIGINS:
-        age = time.time() - provenance.fetched_at.timestamp()
-    _tally.served(answer.key, provenance.tier, age)
+    _tally.served(answer.key, answer.provenance.tier, _age(answer), 1)
     return answer
+
+
+def answers_served_from_l1(answer: Answer, times: int) -> None:
+    """`times` L1 hits served `answer`: as many L1 lookups found it and as many answers served,
+    each of the age the value has now."""
+    _tally.count(CACHE_LOOKUPS, ("l1", "hit"), times)
+    _tally.served(answer.key, "l1", _age(answer), times)
+
+
+def before_each_flush(drain: Callable[[], None]) -> None:
+    """Have `drain` called before each flush (every FLUSH_INTERVAL in the flusher's thread, and
+    at a scrape and at exit): where a hot path's own log of what it did becomes counts. It must
+    not raise. Registering the same `drain` again changes nothing."""
+    if drain not in _drains:
+        _drains.append(drain)
+
+
+def _age(answer: Answer) -> float | None:
+    provenance = answer.provenance
+    if provenance.fetched_at is None or provenance.origin in _AGELESS_ORIGINS:
+        return None
+    return time.time() - provenance.fetched_at.timestamp()
+
 
 
 class _Tally:
@@ -157,28 +186,30 @@ class _Tally:
         self._ages: dict[str, list[float]] = {}  # value type -> bucket counts..., then the sum
         self._is_flusher_started = False
 
-    def count(self, counter: Counter, labels: tuple[str, ...]) -> None:
+    def count(self, counter: Counter, labels: tuple[str, ...], amount: int = 1) -> None:
         key = (counter, labels)
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
+            self._counts[key] = self._counts.get(key, 0) + amount
         if not self._is_flusher_started:
             self._start_flusher()
 
-    def served(self, value_type: str, tier: str, age: float | None) -> None:
+    def served(self, value_type: str, tier: str, age: float | None, times: int) -> None:
         key = (ANSWERS, (value_type, tier))
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
+            self._counts[key] = self._counts.get(key, 0) + times
             if age is not None:
                 ages = self._ages.get(value_type)
                 if ages is None:
                     ages = self._ages[value_type] = [0.0] * (len(AGE_BUCKETS) + 2)
-                ages[bisect_left(AGE_BUCKETS, age)] += 1  # the last bucket but one is +Inf
-                ages[-1] += age
+                ages[bisect_left(AGE_BUCKETS, age)] += times  # the last bucket but one is +Inf
+                ages[-1] += age * times
         if not self._is_flusher_started:
             self._start_flusher()
 
     def flush(self) -> None:
         """Write what was counted since the last flush to this process's files."""
+        for drain in list(_drains):
+            drain()
         with self._lock:
             counts, self._counts = self._counts, {}
             ages, self._ages = self._ages, {}
@@ -203,7 +234,12 @@ class _Tally:
     def _flush_forever(self) -> None:
         while True:
             time.sleep(FLUSH_INTERVAL)
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                # A drain may have used the database (values' read counts): this thread keeps no
+                # connection between flushes.
+                connections.close_all()
 
 
 _tally = _Tally()

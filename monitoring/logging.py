@@ -35,6 +35,8 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# As WSGI and ASGI hand it over: request.headers would build a dict of every header first.
+REQUEST_ID_META_KEY = "HTTP_X_REQUEST_ID"
 # A caller's id is kept only if it cannot break a log line or a header: letters, digits and
 # . _ : - , at most 128 of them (uuids, trace ids). Anything else is replaced by our own.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -61,7 +63,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        given = request.headers.get(REQUEST_ID_HEADER, "")
+        given = request.META.get(REQUEST_ID_META_KEY, "")
         request_id = given if SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         request.request_id = request_id
         token = _request_id.set(request_id)

@@ -14,6 +14,7 @@ an answer read back from L2 past its `expires_at` is a miss.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django_redis import get_redis_connection
@@ -33,7 +35,6 @@ from values.registry import ValueTypeConfig
 
 logger = logging.getLogger(__name__)
 
-L1_MAX_ENTRIES = 10_000
 # A degraded answer (stale, widened, predicted, fallback) stays in L1 at most this long, though
 # L2 keeps it longer: a process then sees a value that a refresh anywhere stored in L2 soon.
 DEGRADED_L1_SECONDS = 5.0
@@ -54,13 +55,26 @@ def cache_key(value_type: ValueTypeConfig, context_key: str) -> str:
 
 
 class LocalCache:
-    """L1: answers in this process's memory, least recently used evicted first."""
+    """L1: answers in this process's memory, least recently used evicted first.
 
-    def __init__(self, max_entries: int = L1_MAX_ENTRIES):
-        self.max_entries = max_entries
+    At most `max_entries` answers, by default the DYNCONFIG_L1_MAX_ENTRIES setting (read when an
+    answer is stored, so that a process's memory has a bound whatever it reads); `evictions`
+    counts the answers pushed out to make room.
+    """
+
+    def __init__(self, max_entries: int | None = None):
+        self._max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, Answer]] = OrderedDict()
         self._lock = threading.Lock()
         self.data_version = 0  # the registry's data version these entries were made under
+        self.evictions = 0
+
+    @property
+    def max_entries(self) -> int:
+        return self._max_entries if self._max_entries is not None else settings.DYNCONFIG_L1_MAX_ENTRIES
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, key: str) -> Answer | None:
         # No lock on a hit: each OrderedDict call is one step under the GIL (str keys run no
@@ -84,11 +98,13 @@ class LocalCache:
             return
         stored = answer.found_in("l1")  # made once here, so a hit costs no copy
         stored.as_json()  # and serialized once here, so serving a hit costs no serializing
+        max_entries = self.max_entries
         with self._lock:
             self._entries[key] = (time.monotonic() + ttl, stored)
             self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
+            while len(self._entries) > max_entries:
                 self._entries.popitem(last=False)
+                self.evictions += 1
 
     def clear(self, data_version: int | None = None) -> None:
         with self._lock:
@@ -108,6 +124,8 @@ class RedisCache:
 
     def __init__(self):
         self._down_until = 0.0
+        self._held = threading.local()  # .connection, .made_for: this thread's connection for GETs
+        self._settings_version = 0  # raised when the Redis settings change (tests) or on an error
 
     @property
     def is_enabled(self) -> bool:
@@ -115,7 +133,7 @@ class RedisCache:
 
     def get(self, key: str) -> Answer | None:
         """The answer under `key`, or None (absent, or past its own `expires_at`)."""
-        data = self._call("get", key)
+        data = self._get(key)
         if not data:
             return None
         try:
@@ -156,15 +174,54 @@ class RedisCache:
     def is_locked(self, key: str) -> bool:
         return bool(self._call("exists", f"{key}:lock"))
 
+    def _get(self, key: str) -> bytes | None:
+        """GET `key` on a connection this thread keeps (made as the pool makes its own).
+
+        An L2 hit is mostly this one round trip, and redis-py's client wraps each command in a
+        pool checkout (with a poll of the socket), retries and instrumentation that cost more
+        than the round trip itself on a local Redis. Reads only: writes and locks go through
+        the client (`_call`). The connection has the pool's address, timeouts and credentials;
+        a thread's is closed when the thread ends, and after any error it is closed, so a late reply cannot be read as the
+        answer to the next GET, and L2 is skipped for a while as with any Redis error.
+        """
+        if not self.is_enabled:
+            return None
+        held = self._held
+        try:
+            if getattr(held, "made_for", None) == (os.getpid(), self._settings_version):
+                connection = held.connection
+            else:
+                pool = get_redis_connection("default").connection_pool
+                connection = pool.connection_class(**pool.connection_kwargs)
+                held.connection, held.made_for = connection, (os.getpid(), self._settings_version)
+            connection.send_command("GET", key)
+            return connection.read_response()
+        except Exception as error:  # noqa: BLE001 - the tier fails open, whatever Redis raised
+            self.forget_connections()
+            self._unavailable(error)
+            return None
+
+    def forget_connections(self) -> None:
+        """Make every thread's next GET use a new connection (its own is closed now; others'
+        when their threads next read or end)."""
+        connection = getattr(self._held, "connection", None)
+        self._held.connection = self._held.made_for = None
+        self._settings_version += 1
+        if connection is not None:
+            connection.disconnect()
+
     def _call(self, method: str, *args, **kwargs):
         if not self.is_enabled:
             return None
         try:
             return getattr(get_redis_connection("default"), method)(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - the tier fails open, whatever Redis raised
-            self._down_until = time.monotonic() + L2_RETRY_AFTER
-            logger.warning("L2 (Redis) unavailable, skipped for %.0fs: %s", L2_RETRY_AFTER, error)
+            self._unavailable(error)
             return None
+
+    def _unavailable(self, error: Exception) -> None:
+        self._down_until = time.monotonic() + L2_RETRY_AFTER
+        logger.warning("L2 (Redis) unavailable, skipped for %.0fs: %s", L2_RETRY_AFTER, error)
 
 
 # KEYS[1] the lock; ARGV[1] the releasing leader's token.
@@ -219,6 +276,26 @@ def l3_get(
     answer = _answer_of(value_type, row)
     is_fresh = row.fingerprint == value_type.fingerprint and row.expires_at > timezone.now()
     return (answer.found_in("l3") if is_fresh else None), answer, wider
+
+
+def l3_get_fresh_many(value_types: Sequence[ValueTypeConfig], context_key: str) -> dict[str, Answer]:
+    """The still-fresh answers the database tier holds for `context_key`, of each of
+    `value_types` that has one, by type key: one query, however many types (empty when the
+    database is unavailable)."""
+    by_id = {value_type.id: value_type for value_type in value_types if value_type.id is not None}
+    if not by_id:
+        return {}
+    try:
+        rows = list(ResolvedValue.objects.filter(value_type_id__in=list(by_id), context_key=context_key))
+    except DatabaseError as error:
+        logger.warning("L3 (database) unavailable: %s", error)
+        return {}
+    now = timezone.now()
+    return {
+        by_id[row.value_type_id].key: _answer_of(by_id[row.value_type_id], row).found_in("l3")
+        for row in rows
+        if row.fingerprint == by_id[row.value_type_id].fingerprint and row.expires_at > now
+    }
 
 
 def _answer_of(value_type: ValueTypeConfig, row) -> Answer:
@@ -290,3 +367,13 @@ def seconds_until(moment: datetime | None, now: datetime) -> float:
 l1 = LocalCache()
 l2 = RedisCache()
 flights = InProcessFlights()
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    # Tests point the cache at another Redis (override_settings): the held connections must
+    # follow it, as django-redis's own clients do.
+    if setting in ("CACHES", "REDIS_URL"):
+        l2.forget_connections()
+
+
+setting_changed.connect(_settings_changed)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,16 @@ FLUSH_INTERVAL = 10.0
 KNOWN_CONTEXTS_LIMIT = 10_000
 
 
+def _nothing_logged() -> None:
+    pass
+
+
+# Counts the reads logged elsewhere and not yet given to `record`: values.resolution's L1 fast
+# path logs its hits and sets this (it sits above this module). Called before each flush and by
+# `pending()`, so that they see every read made so far.
+count_logged_reads: Callable[[], None] = _nothing_logged
+
+
 class ReadCounter:
     """Counts per (value type key, canonical context key), kept in memory until flushed."""
 
@@ -56,8 +66,11 @@ class ReadCounter:
         self._flush_due_at = time.monotonic() + flush_interval
         self._flushing = threading.Lock()
 
-    def record(self, key: str, context_key: str, context: Mapping[str, Any], *, is_consumer_read: bool = True) -> None:
-        """Count one read; flush if the interval passed. Never raises."""
+    def record(
+        self, key: str, context_key: str, context: Mapping[str, Any], *, is_consumer_read: bool = True, reads: int = 1
+    ) -> None:
+        """Count one read (or `reads` at once: the L1 hits values.resolution counts later); flush
+        if the interval passed. Never raises."""
         if not is_consumer_read:
             return
         try:
@@ -68,7 +81,7 @@ class ReadCounter:
                 if (key, context_key) not in self._known:
                     self._remember((key, context_key))
                     is_first_sight = True  # never seen by this process: written now
-            entry[0] += 1
+            entry[0] += reads
             if is_first_sight:
                 self._write_first_sight(key, context_key)
             elif time.monotonic() >= self._flush_due_at:
@@ -76,8 +89,15 @@ class ReadCounter:
         except Exception:  # noqa: BLE001 - counting must never break a read: fail open, log
             logger.exception("read of %s in [%s] not counted", key, context_key)
 
+    @property
+    def flush_due_at(self) -> float:
+        """When (time.monotonic()) the next read should flush: values.resolution's L1 fast path
+        leaves a read to the full path from then on, so that a reading thread flushes."""
+        return self._flush_due_at
+
     def pending(self) -> dict[tuple[str, str], int]:
         """What is counted and not yet flushed (for tests and diagnosis)."""
+        count_logged_reads()
         return {name: entry[0] for name, entry in list(self._pending.items())}
 
     def clear(self) -> None:
@@ -94,8 +114,9 @@ class ReadCounter:
 
         A database error is logged and those counts are dropped (they are approximate anyway).
         """
+        self._flush_due_at = time.monotonic() + self.flush_interval  # first: the reads counted next do not flush
+        count_logged_reads()
         pending, self._pending = self._pending, {}
-        self._flush_due_at = time.monotonic() + self.flush_interval
         if not pending:
             return 0
         now = now or timezone.now()

@@ -2,34 +2,44 @@
 
 The snapshot holds every value type (with its rules, fallback and sources) and every override
 not yet expired, as frozen dataclasses, so a read needs no database query. Coherence: every
-operator change bumps the one ConfigVersion row in its own transaction (audit.history). A
-process compares that version with its snapshot's at most every CHECK_INTERVAL seconds (one
-primary-key query, never on every read) and reloads on a change.
+operator change bumps the one ConfigVersion row in its own transaction (audit.history). Each
+process has a watcher, a daemon thread started by its first read (again in a forked child:
+gunicorn and Celery prefork), that compares the committed version with its snapshot's every
+CHECK_INTERVAL seconds (one primary-key query, on a connection it closes after each check) and
+swaps in a new snapshot on a change. No read ever waits for it: a read takes the snapshot the
+watcher last made (`Registry.current`), and works as well inside an event loop, where Django
+allows no query. A change made by this process itself is seen at once by the next read of the
+thread that made it (the version bump tells the registry: `version_bumped`), also inside the
+change's own transaction; the other threads see it when it commits (the watcher checks then).
 
 Each value type carries a fingerprint of everything that shapes its resolved values (rules,
 fallback, TTLs, sources and weights, field precision). The cache key includes it, so after such a change every
 tier misses and the new configuration is applied, while an override change alone keeps caches.
 
-If the database cannot be reached, the process keeps the snapshot it has; if it never had one,
-it serves the built-in value types from code (their fallbacks, no sources).
+If the database cannot be reached, the process keeps the snapshot it has (the watcher retries at
+each interval); if it never had one, it serves the built-in value types from code (their
+fallbacks, no sources).
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import hashlib
 import json
 import logging
+import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from audit.history import config_versions
+from audit.models import ConfigVersion
 from core.context import canonical_context
 from core.durations import parse_duration
 from core.validation import ValueRules
@@ -41,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 # Every process sees an operator's change within this many seconds (plus one reload).
 CHECK_INTERVAL = 0.5
+# A first read inside an event loop (no query allowed there) waits this long for the watcher's
+# first snapshot, once per process, before serving the built-in types.
+FIRST_LOAD_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -238,49 +251,240 @@ def _with_fingerprint(config: ValueTypeConfig) -> ValueTypeConfig:
 
 
 class Registry:
-    """The process's current snapshot, reloaded when the configuration version moves."""
+    """The process's current snapshot, kept up to date by a watcher thread (see the module).
+
+    `current` is the snapshot a read may use as it is, or None while a change made by this
+    process is not yet in it, or before this process's watcher runs; `snapshot()` gives one in
+    every case.
+    """
 
     def __init__(self, check_interval: float = CHECK_INTERVAL):
-        self.check_interval = check_interval
         # Whether this deployment's sources are local simulators (development's `mock_mode`). The
         # environment YAML says so, which values do not read: config's AppConfig.ready() sets
         # this to ask it (config.environment.is_mock_mode). Until then, none is simulated.
         self.is_mock_mode: Callable[[], bool] = lambda: False
         self._snapshot: Snapshot | None = None
-        self._checked_at = float("-inf")
+        self.current: Snapshot | None = None
+        self._start_process_state()
+        self._check_interval = check_interval
+        self._is_exiting = False
+        os.register_at_fork(after_in_child=self._start_process_state)
+        atexit.register(self._exit)
+
+    def _exit(self) -> None:
+        self._is_exiting = True
+        self._wake.set()
+
+    def _start_process_state(self) -> None:
+        """What a process does not share with its parent: locks, the watcher (a forked child has
+        none of the parent's threads). The snapshot is kept; the child's first read starts its
+        own watcher."""
+        self.current = None
+        # Threads that changed a version inside a transaction and have not read since: each
+        # reloads at its next read, on its own connection, to read its own change (thread id ->
+        # how many changes it made, so that a check clears only what ended before it began).
+        self._changed_in: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Event()  # a check now: after a commit of this process, or a new interval
+        self._loaded = threading.Event()  # set once a snapshot exists
+        if self._snapshot is not None:
+            self._loaded.set()
+        self._is_watching = False
+        self._is_failing = False  # the last check failed (logged once per run of failures)
+
+    @property
+    def check_interval(self) -> float:
+        return self._check_interval
+
+    @check_interval.setter
+    def check_interval(self, seconds: float) -> None:
+        self._check_interval = seconds
+        self._wake.set()  # the watcher waits the new interval from now, not the old one
 
     def snapshot(self) -> Snapshot:
-        snapshot = self._snapshot
-        if snapshot is not None and time.monotonic() - self._checked_at < self.check_interval:
-            return snapshot
-        return self.refresh()
+        """The snapshot to read with. Never queries the database, except for a process's first
+        read and a thread's first read after a change it made (read-your-writes), and never
+        inside an event loop."""
+        current = self.current
+        if current is not None:
+            return current
+        if _is_in_event_loop():
+            return self._snapshot_in_event_loop()
+        with self._lock:
+            if self._snapshot is None:
+                self._reload(force=True)
+            elif self._changed_in.pop(threading.get_ident(), None) is not None:
+                self._reload(force=False)  # this thread's own change, maybe not committed yet
+            elif self._changed_in:
+                # Another thread's change, maybe not committed: not visible from here; the
+                # watcher brings it once it is.
+                return self._snapshot
+            return self._mark_current()
 
     def refresh(self, *, force: bool = False) -> Snapshot:
-        """Compare versions now and reload if they differ (or if `force`)."""
+        """Compare versions now, on this thread's connection (so within its transaction), and
+        reload if they differ (or if `force`)."""
         with self._lock:
-            if not force and self._snapshot is not None and time.monotonic() - self._checked_at < self.check_interval:
-                return self._snapshot  # another thread just checked
-            self._checked_at = time.monotonic()
-            try:
-                if force or self._snapshot is None:
-                    self._snapshot = load_snapshot()
-                else:
-                    version, data_version = self._current_versions()
-                    if version != self._snapshot.version:
-                        self._snapshot = load_snapshot()
-                    elif data_version != self._snapshot.data_version:
-                        self._snapshot = replace(self._snapshot, data_version=data_version)
-            except DatabaseError as error:
-                # Reads must keep answering with what this process knows.
-                logger.warning("configuration not reloaded, database unavailable: %s", error)
-                if self._snapshot is None:
-                    self._snapshot = builtin_snapshot()
+            self._changed_in.clear()
+            self._reload(force=force)
+            return self._mark_current()
+
+    def version_bumped(self) -> None:
+        """This process changed the configuration or data version (audit.history calls it).
+        Inside the change's transaction, the thread that made it reloads at its next read, so
+        that it reads its own change; once the change commits, the watcher checks at once."""
+        if not transaction.get_connection().in_atomic_block:
+            self._wake.set()  # committed already: the watcher reloads now, no read waits
+            return
+        writer = threading.get_ident()
+        with self._lock:
+            self._changed_in[writer] = self._changed_in.get(writer, 0) + 1
+            self.current = None
+        transaction.on_commit(self._wake.set)
+
+    def _snapshot_in_event_loop(self) -> Snapshot:
+        """No query here (Django raises SynchronousOnlyOperation): the watcher loads instead."""
+        with self._lock:
+            self._start_watching()
+        self._wake.set()
+        if self._snapshot is None:
+            self._loaded.wait(FIRST_LOAD_WAIT)
+        with self._lock:
+            if self._snapshot is None:
+                logger.warning("configuration not loaded in time: serving the built-in value types meanwhile")
+                self._set(builtin_snapshot())
             return self._snapshot
+
+    def _reload(self, *, force: bool) -> None:
+        """Under the lock: compare versions on the caller's connection, reload if they moved."""
+        try:
+            if force or self._snapshot is None:
+                self._set(load_snapshot())
+            else:
+                version, data_version = self._current_versions()
+                if version != self._snapshot.version:
+                    self._set(load_snapshot())
+                elif data_version != self._snapshot.data_version:
+                    self._set(replace(self._snapshot, data_version=data_version))
+        except DatabaseError as error:
+            # Reads must keep answering with what this process knows.
+            logger.warning("configuration not reloaded, database unavailable: %s", error)
+            if self._snapshot is None:
+                self._set(builtin_snapshot())
+
+    def _set(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._loaded.set()
+        if self.current is not None:
+            self.current = snapshot
+
+    def _mark_current(self) -> Snapshot:
+        """Under the lock: reads may use the snapshot as it is, from now on."""
+        self._start_watching()
+        if not self._changed_in:
+            self.current = self._snapshot
+        return self._snapshot
+
+    # The watcher -------------------------------------------------------------------------------
+
+    def _start_watching(self) -> None:
+        if self._is_watching:
+            return
+        self._is_watching = True
+        self._watcher = threading.Thread(target=self._watch_forever, name="dynconfig-registry-watcher", daemon=True)
+        self._watcher.start()
+
+    def stop_watching(self, timeout: float = 5.0) -> None:
+        """Stop this process's watcher and wait for it (a test run, before its database is
+        dropped: a check must not be connecting then). The next read starts a new one."""
+        watcher = getattr(self, "_watcher", None)
+        self._is_exiting = True
+        self._wake.set()
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout)
+        self._watcher = None
+        self._is_watching = False
+        self._is_exiting = False
+
+    def _watch_forever(self) -> None:
+        wake = self._wake
+        while True:
+            wake.wait(self._check_interval)
+            wake.clear()
+            if self._is_exiting:
+                return  # the interpreter is ending: no more queries, no more log lines
+            try:
+                self._check_committed()
+            except Exception as error:  # noqa: BLE001 - the watcher must outlive any error; logged
+                # Once per run of failures, not at every check: a database down for an hour
+                # is one warning (and one line when it is back).
+                if not self._is_failing:
+                    if isinstance(error, DatabaseError):
+                        logger.warning("configuration not reloaded, database unavailable: %s", error)
+                    else:
+                        logger.exception("configuration version check failed")
+                self._is_failing = True
+                with self._lock:
+                    if self._snapshot is None:  # a first read waits for this one (event loop)
+                        self._set(builtin_snapshot())
+            else:
+                if self._is_failing:
+                    logger.info("configuration version check works again")
+                self._is_failing = False
+            finally:
+                connections.close_all()  # this thread's own: it holds no connection between checks
+
+    def _check_committed(self) -> None:
+        """One check: reload if a newer configuration committed, or if this snapshot holds a
+        change no committed state has (made inside a transaction that has since rolled back).
+        Once no transaction holds the version row, this process's own changes have ended
+        (committed, and now in the snapshot, or rolled back): reads use the snapshot again."""
+        changed_in = dict(self._changed_in)
+        has_ended = bool(changed_in) and _is_version_row_free()
+        seen = self._snapshot
+        version, data_version = self._current_versions()
+        made = None
+        if (
+            seen is None
+            or seen.version is None
+            or version > seen.version
+            or (version < seen.version and (has_ended or _is_version_row_free()))
+        ):
+            made = load_snapshot()
+        elif data_version > seen.data_version:
+            made = replace(seen, data_version=data_version)
+        with self._lock:
+            # Unless a reader reloaded meanwhile (on its own connection, maybe within its
+            # transaction): its snapshot is at least as new as this one.
+            if made is not None and self._snapshot is seen:
+                self._set(made)
+            if has_ended:
+                for writer, changes in changed_in.items():
+                    if self._changed_in.get(writer) == changes:  # none made since this check began
+                        del self._changed_in[writer]
+                if not self._changed_in and self._snapshot is not None:
+                    self.current = self._snapshot
 
     @staticmethod
     def _current_versions() -> tuple[int, int]:
         return config_versions()
+
+
+def _is_version_row_free() -> bool:
+    """Whether the configuration version row is committed and no transaction holds it. A
+    snapshot ahead of the committed version was loaded inside the transaction of a change:
+    while that transaction holds the row (or has inserted it, uncommitted) it may still commit;
+    once the row is free, it rolled back (or the table was emptied and counts again)."""
+    with transaction.atomic():
+        return bool(list(ConfigVersion.objects.select_for_update(skip_locked=True).filter(pk=1).values_list("pk", flat=True)))
+
+
+def _is_in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 registry = Registry()

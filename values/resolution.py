@@ -36,18 +36,31 @@ process drops its L1 copies).
 
 Expiry: an answer's `expires_at` is counted from when its value was obtained, and every cache
 lifetime from `expires_at` (values.cache.store); no answer says `stale: false` past it.
+
+The L1 fast path: a read whose (key, context) this process has read before under the current
+snapshot, of a type with no override, is one snapshot check, one memo lookup, one L1 lookup and
+one append to a log counted later, before each metrics flush and each flush of the read counts
+(`_l1_hit`, `_count_l1_hits`). Everything else takes the chain above, and so does the read that
+finds the read counts due to be written (values.popularity: a reading thread writes them). `aget_value` / `aget_many` are the same for async code: an L1 hit is answered on the
+event loop, any other read runs `get_value` on a thread of ASYNC_READ_THREADS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 
 from core import metrics
@@ -62,6 +75,7 @@ from values.cache import (
     l1,
     l2,
     l3_get,
+    l3_get_fresh_many,
     l3_history,
     l3_set,
     store,
@@ -85,7 +99,9 @@ PREDICTION_POINTS = 30
 PREDICTION_WINDOW = timedelta(days=30)
 # How many distinct (key, raw context) pairs `_read_keys` remembers.
 READ_KEYS_MEMO_SIZE = 10_000
-_read_keys_memo: dict[tuple, tuple[Mapping, tuple[ValueTypeConfig, dict, str, str]]] = {}
+# Threads per process for async reads that miss L1: each waits at most its read budget for
+# sources (most wait on Redis or the database for a millisecond), so a few cover many readers.
+ASYNC_READ_THREADS = 8
 
 # Why an answer is degraded (core.answers.REASONS).
 BUDGET_EXCEEDED, SOURCES_DOWN, NO_SOURCES, NO_DATABASE = "budget_exceeded", "sources_down", "no_sources", "no_database"
@@ -96,6 +112,35 @@ REFRESHABLE_REASONS = frozenset({BUDGET_EXCEEDED, SOURCES_DOWN})
 
 class UnknownValueType(LookupError):
     """No value type has this key or alias."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What a read's (key, raw context) comes to under one snapshot, remembered (`_read_keys`)."""
+
+    snapshot: Snapshot
+    value_type: ValueTypeConfig
+    context: dict  # canonical, shared by every answer made from it: read-only
+    context_key: str
+    key_in_cache: str
+    is_overridable: bool  # the type has overrides: each read checks them (they start and end)
+
+
+# (key as asked, raw context items) -> _Read; bounded by READ_KEYS_MEMO_SIZE.
+_read_keys_memo: dict[tuple, _Read] = {}
+# The L1 fast path's hits, (answer, read) each, not yet counted: appending is atomic and costs
+# no lock; core.metrics' flusher turns them into counts every second (`_count_l1_hits`).
+_l1_hits: deque[tuple[Answer, _Read]] = deque()
+
+
+def _forget_in_child() -> None:
+    """After a fork: the parent counts its own hits, and the child remembers no read, so that
+    its first read of each is a full one (which also starts this process's metrics flusher)."""
+    _l1_hits.clear()
+    _read_keys_memo.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 @dataclass(frozen=True)
@@ -121,10 +166,104 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     garbage upstream) it answers, and the provenance says how. `use_cache=False` is a refresh
     (see the module's docstring).
     """
+    if use_cache:
+        answer = _l1_hit(key, context)
+        if answer is not None:
+            return answer
+    return _resolve(key, context, use_cache)
+
+
+async def aget_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: bool = True) -> Answer:
+    """`get_value` for async code: the same answer, provenance and errors. An L1 hit is answered
+    on the event loop (no thread, no query); any other read runs on one of this process's
+    ASYNC_READ_THREADS threads, so that the loop never waits on Redis, the database or a source."""
+    if use_cache:
+        answer = _l1_hit(key, context)
+        if answer is not None:
+            return answer
+    return await _resolve_in_thread(key, context, use_cache)
+
+
+async def aget_many(reads: Iterable[tuple[str, Mapping[str, Any] | None]], *, use_cache: bool = True) -> list[Answer]:
+    """The answers of many (key, context) reads, in their order, resolved concurrently: L1 hits
+    at once, the others each on its own thread. Raises as `get_value` does for the first read
+    that is refused (an unknown key, a context the type does not accept)."""
+    return list(await asyncio.gather(*(aget_value(key, context, use_cache=use_cache) for key, context in reads)))
+
+
+def _l1_hit(key: str, raw: Mapping[str, Any] | None) -> Answer | None:
+    """The fast path: the L1 answer of a read this process made before under the current
+    snapshot, of a type without overrides; None sends the read down the whole chain."""
+    try:
+        read = _read_keys_memo.get((key, tuple(raw.items()) if raw else ()))
+    except TypeError:  # a list in the context (channels=[...]): never remembered
+        return None
+    # `current` is None while a reload is due; a new snapshot (a change, or new data) misses.
+    # When the read counts are due to be written, a reading thread writes them: the full path.
+    if (
+        read is None
+        or read.snapshot is not registry.current
+        or read.is_overridable
+        or time.monotonic() >= popularity.counter.flush_due_at
+    ):
+        return None
+    answer = l1.get(read.key_in_cache)
+    if answer is not None:
+        _l1_hits.append((answer, read))
+    return answer
+
+
+def _count_l1_hits() -> None:
+    """The fast path's hits since the last call, counted: metrics (lookups, answers, ages) and
+    the contexts' popularity. Called by core.metrics before each flush; never raises."""
+    try:
+        hits: dict[tuple[int, int], list] = {}
+        for _ in range(len(_l1_hits)):  # no more than were logged when it began
+            try:
+                answer, read = _l1_hits.popleft()
+            except IndexError:  # a scrape and the flusher drain at once: the other took the rest
+                break
+            counted = hits.get((id(answer), id(read)))  # both alive: the log holds them
+            if counted is None:
+                hits[(id(answer), id(read))] = [answer, read, 1]
+            else:
+                counted[2] += 1
+        for answer, read, times in hits.values():
+            metrics.answers_served_from_l1(answer, times)
+            popularity.record(read.value_type.key, read.context_key, read.context, reads=times)
+    except Exception:  # noqa: BLE001 - counting must not stop the metrics flusher; logged
+        logger.exception("L1 hits not counted")
+
+
+metrics.before_each_flush(_count_l1_hits)
+popularity.count_logged_reads = _count_l1_hits
+
+_async_reads: tuple[int, ThreadPoolExecutor] | None = None  # (pid, its pool): a forked child makes its own
+
+
+async def _resolve_in_thread(key: str, context: Mapping[str, Any] | None, use_cache: bool) -> Answer:
+    global _async_reads
+    if _async_reads is None or _async_reads[0] != os.getpid():
+        _async_reads = (os.getpid(), ThreadPoolExecutor(ASYNC_READ_THREADS, thread_name_prefix="dynconfig-async-read"))
+    resolve = sync_to_async(_resolve_and_close, thread_sensitive=False, executor=_async_reads[1])
+    return await resolve(key, context, use_cache)
+
+
+def _resolve_and_close(key: str, context: Mapping[str, Any] | None, use_cache: bool) -> Answer:
+    try:
+        return _resolve(key, context, use_cache)
+    finally:
+        # A pool thread serves no request whose end would close its connection: it keeps none.
+        connections.close_all()
+
+
+def _resolve(key: str, context: Mapping[str, Any] | None, use_cache: bool) -> Answer:
+    """The whole precedence chain (the module's docstring), with every count made at once."""
     snapshot = registry.snapshot()
     if snapshot.data_version != l1.data_version:
         l1.clear(snapshot.data_version)  # a background refresh replaced values somewhere
-    value_type, context, context_key, key_in_cache = _read_keys(snapshot, key, context)
+    read = _read_keys(snapshot, key, context)
+    value_type, context, context_key, key_in_cache = read.value_type, read.context, read.context_key, read.key_in_cache
     popularity.record(value_type.key, context_key, context, is_consumer_read=use_cache)
 
     if value_type.overrides:
@@ -158,32 +297,64 @@ def get_value(key: str, context: Mapping[str, Any] | None = None, *, use_cache: 
     return metrics.answer_served(answer)
 
 
-def _read_keys(snapshot: Snapshot, key: str, raw: Mapping[str, Any] | None) -> tuple[ValueTypeConfig, dict, str, str]:
-    """(value type, canonical context, its key, the cache key) of a read, remembered per key as
-    asked (a type's key or an alias) and raw context, for the snapshot's value types.
+def answers_known_now(keys: Sequence[str]) -> dict[str, Answer | None]:
+    """For each value type in `keys`, what a read of its empty context would be served from what
+    is known now, without fetching: an active override, L1, L2, or a fresh value in L3 (one
+    query for them all); None when none of them holds one (the next read fetches it).
+
+    For pages that show many types at a glance (the admin's changelist): it calls no source,
+    waits for nothing, stores nothing and counts no read, so its cost does not grow with the
+    number of types beyond one cache lookup each. Raises UnknownValueType for an unknown key.
+    """
+    snapshot = registry.snapshot()
+    now = timezone.now()
+    known: dict[str, Answer | None] = {}
+    missed: list[tuple[str, ValueTypeConfig]] = []  # (the key as asked, its type)
+    for key in keys:
+        value_type = snapshot.value_type(key)
+        if value_type is None:
+            raise UnknownValueType(f"unknown value type {key!r}")
+        override = pick_override(value_type.overrides, {}, now) if value_type.overrides else None
+        if override is not None:
+            known[key] = _override_answer(value_type, {}, override)
+            continue
+        key_in_cache = cache_key(value_type, "")
+        known[key] = l1.get(key_in_cache) or l2.get(key_in_cache)
+        if known[key] is None:
+            missed.append((key, value_type))
+    stored = l3_get_fresh_many([value_type for _, value_type in missed], "")
+    for key, value_type in missed:
+        known[key] = stored.get(value_type.key)
+    return known
+
+
+def _read_keys(snapshot: Snapshot, key: str, raw: Mapping[str, Any] | None) -> _Read:
+    """The value type, canonical context, its key and the cache key of a read, remembered per
+    key as asked (a type's key or an alias) and raw context, under `snapshot`.
 
     Looking the type up and canonicalizing cost more than an L1 hit itself; consumers repeat the
-    same few contexts, so an L1 hit pays one dict lookup here. The remembered context is shared
-    between answers: treat it as read-only.
+    same few contexts, so an L1 hit (`_l1_hit`) pays one dict lookup here. The remembered context
+    is shared between answers: treat it as read-only.
     """
     try:
         memo_key = (key, tuple(raw.items()) if raw else ())
         known = _read_keys_memo.get(memo_key)
     except TypeError:  # a list in the context (channels=[...]): canonicalize every time
         memo_key = known = None
-    if known is not None and known[0] is snapshot.types:
-        return known[1]
+    if known is not None and known.snapshot is snapshot:
+        return known
     value_type = snapshot.value_type(key)
     if value_type is None:
         raise UnknownValueType(f"unknown value type {key!r}")
     context, context_key = canonical_context(raw, value_type.context_keys, value_type.key)
-    keys = (value_type, context, context_key, cache_key(value_type, context_key))
+    read = _Read(snapshot, value_type, context, context_key, cache_key(value_type, context_key), bool(value_type.overrides))
     if memo_key is not None:
         if len(_read_keys_memo) >= READ_KEYS_MEMO_SIZE:
             _read_keys_memo.clear()  # crude but bounded; refills with what is read now
-        # Remembered with the snapshot's types: a new configuration makes every entry miss.
-        _read_keys_memo[memo_key] = (snapshot.types, keys)
-    return keys
+        # Remembered with the snapshot: a new one (configuration or data) makes every entry miss,
+        # after the read that clears L1 for new data (`_resolve`) remembers it again.
+        _read_keys_memo[memo_key] = read
+    return read
 
 
 def pick_override(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import redis
+from django.conf import settings
 from django_redis import get_redis_connection
 from rest_framework.renderers import JSONRenderer
 
@@ -68,3 +70,35 @@ def test_answer_json__non_ascii_and_line_separators__as_drfs_json_renderer_makes
     data = {"name": "Zürich \u2028 \u2029 ☃", "amount": 4892.038, "count": 3, "none": None, "list": [1.5, "x"]}
 
     assert answer_json(data) == JSONRenderer().render(data)
+
+
+def test_l1_copy_of_an_l2_hit__json_retiered_byte_for_byte_as_made_from_scratch(engine):
+    key = "dynconfig:test:json-retier"
+    l2.set(key, an_answer(expires_in=timedelta(seconds=30)))
+    found = l2.get(key)
+
+    in_l1 = found.found_in("l1")
+
+    assert in_l1.provenance.tier == "l1"
+    assert in_l1.as_json() == answer_json(in_l1.as_dict())
+    assert b'"tier":"l1"' in in_l1.as_json()
+
+
+def test_l2_get__its_connection_killed__fails_open_then_reads_on_a_new_connection(engine, monkeypatch):
+    key = "dynconfig:test:json-reconnect"
+    answer = an_answer(expires_in=timedelta(seconds=60))
+    l2.set(key, answer)
+    assert l2.get(key) == answer.found_in("l2")  # this thread's GET connection is made now
+
+    # This test's connections to its Redis database closed by Redis, as a restart would.
+    killer = redis.Redis.from_url(settings.REDIS_URL)
+    own_id, database = killer.client_id(), killer.connection_pool.connection_kwargs.get("db", 0)
+    ours = [c["id"] for c in killer.client_list() if int(c["db"]) == database and int(c["id"]) != own_id]
+    assert ours
+    for client_id in ours:
+        killer.client_kill_filter(_id=client_id)
+
+    assert l2.get(key) is None  # the broken connection: L2 fails open and is skipped a while
+    assert l2.get(key) is None  # skipped (no second attempt on a dead Redis)
+    monkeypatch.setattr(l2, "_down_until", 0.0)  # as L2_RETRY_AFTER later
+    assert l2.get(key) == answer.found_in("l2")  # on a new connection
