@@ -41,6 +41,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F, OuterRef, QuerySet, Subquery, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from core import metrics
@@ -329,7 +331,13 @@ def source_health(name: str, *, is_enabled: bool | None = None) -> SourceHealth:
     recorder.flush()
     if is_enabled is None:
         is_enabled = Source.objects.filter(name=name).values_list("is_enabled", flat=True).first() is not False
-    return _source_health(name, is_enabled=is_enabled)
+    now = timezone.now()
+    record = _CallRecord(
+        recent=_recent_calls([name], now).get(name, []),
+        last_success_at=_newest_calls(name, is_success=True).values_list("called_at", flat=True).first(),
+        last_failure=_newest_calls(name, is_success=False).values_list("called_at", "outcome", "reason").first(),
+    )
+    return _judged(name, is_enabled=is_enabled, record=record)
 
 
 def sources_health() -> list[dict[str, Any]]:
@@ -344,8 +352,11 @@ def health_report(sources_of: Mapping[str, Sequence[str]]) -> HealthReport:
     rather than failing."""
     recorder.flush()
     try:
-        sources = list(Source.objects.order_by("name").values_list("name", "is_enabled"))
-        healths = tuple(_source_health(name, is_enabled=is_enabled) for name, is_enabled in sources)
+        now = timezone.now()
+        sources, records = _every_source_and_call_record(now)
+        healths = tuple(
+            _judged(name, is_enabled=is_enabled, record=records[name]) for name, is_enabled in sources
+        )
     except DatabaseError as error:
         _warn("source health not read", error)
         return HealthReport(DEGRADED, ("the database is unavailable: source health cannot be read",), ())
@@ -362,18 +373,70 @@ def health_report(sources_of: Mapping[str, Sequence[str]]) -> HealthReport:
     return HealthReport(status, tuple(reasons), healths)
 
 
-def _source_health(name: str, *, is_enabled: bool) -> SourceHealth:
-    now = timezone.now()
-    breaker = breaker_state(name)
-    calls = SourceCall.objects.filter(source_name=name)
-    recent = list(
-        calls.filter(called_at__gte=now - RECENT_WINDOW)
-        .order_by("-called_at", "-id")
-        .values_list("outcome", "seconds", "reason")[:RECENT_CALLS]
+@dataclass(frozen=True)
+class _CallRecord:
+    """What the record of calls says of one source."""
+
+    recent: list[tuple[str, float, str]]  # (outcome, seconds, reason) of its recent calls, newest first
+    last_success_at: datetime | None  # over the whole record
+    last_failure: tuple[datetime, str, str] | None  # (called_at, outcome, reason), likewise
+
+
+def _every_source_and_call_record(now: datetime) -> tuple[list[tuple[str, bool]], dict[str, _CallRecord]]:
+    """Every source's (name, is_enabled) by name, and its call record: two queries however many
+    sources there are (a page listing them all must not cost queries per source)."""
+    newest_success = _newest_calls(OuterRef("name"), is_success=True)
+    newest_failure = _newest_calls(OuterRef("name"), is_success=False)
+    sources = list(
+        Source.objects.order_by("name")
+        .annotate(
+            last_success_at=Subquery(newest_success.values("called_at")[:1]),
+            last_failure_at=Subquery(newest_failure.values("called_at")[:1]),
+            last_failure_outcome=Subquery(newest_failure.values("outcome")[:1]),
+            last_failure_reason=Subquery(newest_failure.values("reason")[:1]),
+        )
+        .values_list("name", "is_enabled", "last_success_at", "last_failure_at", "last_failure_outcome", "last_failure_reason")
     )
-    newest_first = calls.order_by("-called_at", "-id")
-    last_success_at = newest_first.filter(outcome=CallOutcome.SUCCESS).values_list("called_at", flat=True).first()
-    last_failure = newest_first.exclude(outcome=CallOutcome.SUCCESS).values_list("called_at", "outcome", "reason").first()
+    recent = _recent_calls([name for name, *_ in sources], now)
+    records = {
+        name: _CallRecord(
+            recent=recent.get(name, []),
+            last_success_at=last_success_at,
+            last_failure=(failed_at, outcome, reason) if failed_at is not None else None,
+        )
+        for name, _, last_success_at, failed_at, outcome, reason in sources
+    }
+    return [(name, is_enabled) for name, is_enabled, *_ in sources], records
+
+
+def _newest_calls(name: str | OuterRef, *, is_success: bool) -> QuerySet[SourceCall]:
+    """A source's successful (or failed) calls, newest first (the index source_call_recent)."""
+    calls = SourceCall.objects.filter(source_name=name)
+    calls = calls.filter(outcome=CallOutcome.SUCCESS) if is_success else calls.exclude(outcome=CallOutcome.SUCCESS)
+    return calls.order_by("-called_at", "-id")
+
+
+def _recent_calls(names: Sequence[str], now: datetime) -> dict[str, list[tuple[str, float, str]]]:
+    """(outcome, seconds, reason) of each named source's recent calls, newest first: its last
+    RECENT_CALLS within RECENT_WINDOW, for every name in one query (ranked per source)."""
+    rank = Window(RowNumber(), partition_by=[F("source_name")], order_by=[F("called_at").desc(), F("id").desc()])
+    rows = (
+        SourceCall.objects.filter(source_name__in=list(names), called_at__gte=now - RECENT_WINDOW)
+        .annotate(rank=rank)
+        .filter(rank__lte=RECENT_CALLS)
+        .order_by("source_name", "rank")
+        .values_list("source_name", "outcome", "seconds", "reason")
+    )
+    recent: dict[str, list[tuple[str, float, str]]] = {}
+    for name, outcome, seconds, reason in rows:
+        recent.setdefault(name, []).append((outcome, seconds, reason))
+    return recent
+
+
+def _judged(name: str, *, is_enabled: bool, record: _CallRecord) -> SourceHealth:
+    """The source's health by the rules (module docstring), from its call record and its breaker."""
+    breaker = breaker_state(name)
+    recent, last_success_at, last_failure = record.recent, record.last_success_at, record.last_failure
     failures = [(outcome, reason) for outcome, _, reason in recent if outcome != CallOutcome.SUCCESS]
     successful_seconds = sorted(seconds for outcome, seconds, _ in recent if outcome == CallOutcome.SUCCESS)
     mean = sum(successful_seconds) / len(successful_seconds) if successful_seconds else None

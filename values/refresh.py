@@ -30,6 +30,7 @@ import logging
 import math
 import random as random_module
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,7 +38,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from core import metrics
@@ -45,6 +47,7 @@ from values import popularity
 from core.answers import SOURCE_TIERS, Answer
 from core.context import ContextError, canonical_context
 from audit.history import bump_data_version
+from values.events import value_refreshed_publish
 from values.models import ContextReads, RefreshSchedule, ResolvedValue, ValueType
 from values.registry import ValueTypeConfig, registry
 from values.resolution import get_value, pick_override
@@ -72,6 +75,8 @@ REFRESH_AHEAD = timedelta(seconds=30)
 EARLY_REFRESH_BETA = 1.0
 # How much of a failure's reason is kept on the row (the whole one goes to the log).
 ERROR_TEXT_LIMIT = 2000
+# How many queued pairs the dispatcher's log line names (it counts them all).
+QUEUED_LOG_PAIRS = 10
 
 REFRESHED = "refreshed"
 UNCHANGED = "unchanged"
@@ -202,6 +207,7 @@ def _record_outcome(value_type: ValueTypeConfig, context_key: str, context: dict
             RefreshSchedule.objects.update_or_create(value_type_id=value_type.id, defaults={"last_refreshed_at": now})
         if outcome.status == REFRESHED:
             transaction.on_commit(bump_data_version)
+            value_refreshed_publish(key=value_type.key, context=context)  # after the bump: its data_version
 
 
 # What is due, and queuing it -------------------------------------------------------------------
@@ -252,7 +258,15 @@ def refresh_dispatch(
             # expire and the next ticks queue them again).
             transaction.on_commit(lambda item=item: enqueue(item.key, item.context), robust=True)
     if queued:
-        logger.info("queued %d refreshes: %s", len(queued), ", ".join(f"{i.key}[{i.why}]" for i in queued))
+        # Counted by why, with the first few pairs: at hundreds of types, a line naming every
+        # pair would be hundreds of KB per tick.
+        whys = Counter(item.why for item in queued)
+        shown = ", ".join(f"{item.key}[{item.why}]" for item in queued[:QUEUED_LOG_PAIRS])
+        more = f" and {len(queued) - QUEUED_LOG_PAIRS} more" if len(queued) > QUEUED_LOG_PAIRS else ""
+        logger.info(
+            "queued %d refreshes (%s): %s%s",
+            len(queued), ", ".join(f"{why} {count}" for why, count in sorted(whys.items())), shown, more,
+        )  # fmt: skip
     return queued
 
 
@@ -273,7 +287,11 @@ def _due(
         value_types = value_types.filter(pk__in=only_type_ids)
     value_types = list(value_types)
     last_rounds = dict(RefreshSchedule.objects.values_list("value_type_id", "last_dispatched_at"))
-    _ensure_empty_contexts([value_type.pk for value_type in value_types])
+    type_ids = [value_type.pk for value_type in value_types]
+    _ensure_empty_contexts(type_ids)
+    # Every type's candidates and their stored values in two queries, however many types.
+    candidates_of = _candidates(type_ids, now)
+    stored_of = _stored_expiries(candidates_of)
     window = timedelta(seconds=settings.DYNCONFIG_DISPATCH_INTERVAL) + REFRESH_AHEAD
     due: list[DueRefresh] = []
     round_type_ids: list[int] = []
@@ -285,13 +303,8 @@ def _due(
         is_round_due = last_round is None or now >= last_round + value_type.update_frequency
         if is_round_due:
             round_type_ids.append(value_type.pk)
-        candidates = _candidates(value_type.pk, now)
-        stored = {
-            context_key: (expires_at, fingerprint)
-            for context_key, expires_at, fingerprint in ResolvedValue.objects.filter(
-                value_type_id=value_type.pk, context_key__in=[row.context_key for row in candidates]
-            ).values_list("context_key", "expires_at", "fingerprint")
-        }
+        candidates = candidates_of.get(value_type.pk, [])
+        stored = stored_of.get(value_type.pk, {})
         for row in candidates:
             if not _is_free_row(row, now):
                 continue
@@ -342,15 +355,41 @@ def expires_soon(expires_at: datetime, now: datetime, window: timedelta, random:
     return remaining <= -scale * EARLY_REFRESH_BETA * math.log(draw)
 
 
-def _candidates(value_type_id: int, now: datetime) -> list[ContextReads]:
-    """The type's most read contexts lately, and the empty context."""
-    popular = list(
-        ContextReads.objects.filter(value_type_id=value_type_id, last_read_at__gte=now - RECENT_READS_WINDOW)
-        .exclude(context_key="")
-        .order_by("-reads", "-last_read_at", "context_key")[:TOP_CONTEXTS]
+def _candidates(value_type_ids: list[int], now: datetime) -> dict[int, list[ContextReads]]:
+    """Each type's empty context and its most read contexts lately (TOP_CONTEXTS, ranked per
+    type in the one query), by type id, the empty context first."""
+    popularity = Window(
+        RowNumber(),
+        partition_by=[F("value_type_id")],
+        order_by=[F("reads").desc(), F("last_read_at").desc(), F("context_key").asc()],
     )
-    empty = list(ContextReads.objects.filter(value_type_id=value_type_id, context_key=""))
-    return empty + popular
+    popular = (
+        ContextReads.objects.filter(value_type_id__in=value_type_ids, last_read_at__gte=now - RECENT_READS_WINDOW)
+        .exclude(context_key="")
+        .annotate(rank=popularity)
+        .filter(rank__lte=TOP_CONTEXTS)
+    )
+    empty = ContextReads.objects.filter(value_type_id__in=value_type_ids, context_key="")
+    candidates: dict[int, list[ContextReads]] = {}
+    for row in [*empty, *sorted(popular, key=lambda row: row.rank)]:
+        candidates.setdefault(row.value_type_id, []).append(row)
+    return candidates
+
+
+def _stored_expiries(candidates: dict[int, list[ContextReads]]) -> dict[int, dict[str, tuple[datetime, str]]]:
+    """(expires_at, fingerprint) of the stored value of each candidate that has one, by type id
+    and context key: one query (a semi-join on the candidates' rows) for every type's candidates."""
+    candidate_ids = [row.pk for rows in candidates.values() for row in rows]
+    is_candidate = ContextReads.objects.filter(
+        pk__in=candidate_ids, value_type_id=OuterRef("value_type_id"), context_key=OuterRef("context_key")
+    )
+    stored: dict[int, dict[str, tuple[datetime, str]]] = {}
+    rows = ResolvedValue.objects.filter(Exists(is_candidate)).values_list(
+        "value_type_id", "context_key", "expires_at", "fingerprint"
+    )
+    for value_type_id, context_key, expires_at, fingerprint in rows:
+        stored.setdefault(value_type_id, {})[context_key] = (expires_at, fingerprint)
+    return stored
 
 
 def _ensure_schedules(value_type_ids: list[int]) -> None:

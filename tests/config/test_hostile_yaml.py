@@ -111,13 +111,13 @@ def test_read_environment__alias_bomb__refused_quickly_naming_line(tmp_path):
 
     problem = refused_quickly(path)
 
-    # 12,351 values up to d's end, then 11,111 more for each *d: the first in e passes 20,000.
-    assert (problem.file, problem.line, problem.path) == (path, 7, ("e", 0))
+    # 12,351 values up to d's end, then 11,111 more for each *d: the eighth in e passes 100,000.
+    assert (problem.file, problem.line, problem.path) == (path, 7, ("e", 7))
     assert problem.reason == (
         f"more than {MAX_VALUES:,} values with aliases expanded (the limit): "
         "the alias *d stands for 11,111 values, 4 levels deep (anchor on line 6)"
     )
-    assert str(problem).startswith(f"{path}:7: e[0]: more than")
+    assert str(problem).startswith(f"{path}:7: e[7]: more than")
 
 
 def test_read_environment__merge_key_bomb__refused_quickly_naming_line(tmp_path):
@@ -129,7 +129,7 @@ def test_read_environment__merge_key_bomb__refused_quickly_naming_line(tmp_path)
 
     problem = refused_quickly(path)
 
-    assert (problem.line, problem.path[0]) == (4, "d")  # the first merge that passes the limit
+    assert (problem.line, problem.path[0]) == (5, "e")  # the first merge that passes the limit
     assert problem.reason.startswith(f"more than {MAX_VALUES:,} values with aliases expanded (the limit)")
 
 
@@ -263,7 +263,7 @@ TABLES = (ValueType, Source, ValueTypeSource, AuditEntry)
 HOSTILE = {
     "alias bomb": (
         lambda directory: write(directory, "bomb.yaml", ALIAS_BOMB),
-        ":7: e[0]: more than 20,000 values",
+        f":7: e[7]: more than {MAX_VALUES:,} values",
     ),
     "50 MB": (
         lambda directory: write_large(directory, 50 * MB),
@@ -305,5 +305,5 @@ def test_check__alias_bomb_as_the_active_environment__reports_dynconfig_e001_qui
         call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
 
     assert time.monotonic() - start < 1
-    assert f"{path}:7: e[0]: more than 20,000 values" in str(caught.value)
+    assert f"{path}:7: e[7]: more than {MAX_VALUES:,} values" in str(caught.value)
     assert "(dynconfig.E001)" in str(caught.value)
