@@ -9,6 +9,8 @@ class Scope(models.TextChoices):
     VALUES_READ = "values:read", "Read values"
     VALUES_WRITE = "values:write", "Write overrides and fallbacks (and read values)"
     SOURCES_MANAGE = "sources:manage", "Manage sources: reset breakers"
+    VALUES_APPROVE = "values:approve", "Approve or reject others' change requests (and read values)"
+    WEBHOOKS_MANAGE = "webhooks:manage", "Register webhooks and see their deliveries (and read values)"
 
 
 class ApiToken(models.Model):

@@ -25,6 +25,20 @@ class CanManageSources(permissions.BasePermission):
         return Scope.SOURCES_MANAGE in scopes_of(request.user)
 
 
+class CanApproveChanges(permissions.BasePermission):
+    """values:approve: decide on change requests (that the caller did not propose: the service checks)."""
+
+    def has_permission(self, request, view) -> bool:
+        return Scope.VALUES_APPROVE in scopes_of(request.user)
+
+
+class CanManageWebhooks(permissions.BasePermission):
+    """webhooks:manage: register webhooks, read their deliveries."""
+
+    def has_permission(self, request, view) -> bool:
+        return Scope.WEBHOOKS_MANAGE in scopes_of(request.user)
+
+
 class ReadOrWriteValues(permissions.BasePermission):
     """Safe methods need read access, the others values:write."""
 

@@ -4,7 +4,13 @@ Scopes:
     values:read      read values (GET values, batch reads, history, sources and their health)
     values:write     everything values:read allows, plus overrides, fallbacks, refresh, rollback
     sources:manage   everything values:read allows, plus source actions (reset a breaker)
-A staff user signed in to the admin holds every scope; another signed-in user only values:read.
+    values:approve   everything values:read allows, plus approving or rejecting change requests
+                     that someone else proposed (values.change_requests); not proposing them
+    webhooks:manage  everything values:read allows, plus registering webhooks (URLs that receive
+                     every change event) and reading their deliveries
+A staff user signed in to the admin holds every scope, values:approve only with the Django
+permission values.approve_changerequest (a superuser has it); another signed-in user only
+values:read.
 """
 
 from __future__ import annotations
@@ -13,7 +19,11 @@ from dataclasses import dataclass
 
 from access.models import Scope
 
-READ_SCOPES = frozenset({Scope.VALUES_READ, Scope.VALUES_WRITE, Scope.SOURCES_MANAGE})
+READ_SCOPES = frozenset(
+    {Scope.VALUES_READ, Scope.VALUES_WRITE, Scope.SOURCES_MANAGE, Scope.VALUES_APPROVE, Scope.WEBHOOKS_MANAGE}
+)
+# The Django permission that lets a staff session approve, as the admin's approve action checks it.
+APPROVE_PERMISSION = "values.approve_changerequest"
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,11 @@ def scopes_of(user) -> frozenset[str]:
     if isinstance(user, TokenPrincipal):
         return user.scopes
     if user is not None and user.is_authenticated:
-        return frozenset(Scope.values) if user.is_staff else frozenset({Scope.VALUES_READ})
+        if not user.is_staff:
+            return frozenset({Scope.VALUES_READ})
+        if user.has_perm(APPROVE_PERMISSION):
+            return frozenset(Scope.values)
+        return frozenset(Scope.values) - {Scope.VALUES_APPROVE}
     return frozenset()
 
 

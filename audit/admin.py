@@ -4,6 +4,10 @@ An entry's page offers "Revert": a confirmation page shows what the revert would
 it cannot), asks for a reason, and on POST calls values.services.audit_entry_revert, which
 records the revert as a new entry. It takes the permission the revert needs on the object's
 model: change to restore fields, delete to undo a create, add to undo a delete.
+
+Where change requests are on (values.change_requests), confirming the revert of an edit of a
+value type, override or source link proposes it instead: the page says so, and the POST
+redirects to the pending change request.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit.history import UNTRACKED_FIELDS
 from audit.models import AuditEntry
+from values.change_requests import revert_is_proposed, revert_propose
 from values.services import REVERTIBLE_MODELS, VersionConflict, audit_entry_revert, audit_entry_revert_plan
 
 ADMIN_CHANNEL = "admin"
@@ -79,8 +84,28 @@ class AuditEntryAdmin(ViewOnlyAdmin):
         plan = audit_entry_revert_plan(entry=entry)
         if not self.has_view_permission(request, entry) or not _may_revert(request, entry, plan.action):
             raise PermissionDenied
+        proposes = revert_is_proposed(entry)
         form = RevertForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
+        if request.method == "POST" and form.is_valid() and proposes:
+            try:
+                change_request = revert_propose(
+                    entry=entry,
+                    actor=request.user.get_username(),
+                    channel=ADMIN_CHANNEL,
+                    reason=form.cleaned_data["reason"],
+                )
+            except ValidationError as error:
+                self.message_user(request, f"Not proposed: {' '.join(error.messages)}", messages.ERROR)
+                plan = audit_entry_revert_plan(entry=entry)
+            else:
+                self.message_user(
+                    request,
+                    f"Not applied yet: the revert of entry {entry.pk} is proposed for approval as change request "
+                    f"#{change_request.pk}. It applies once another operator approves it.",
+                    messages.WARNING,
+                )
+                return HttpResponseRedirect(reverse("admin:values_changerequest_change", args=[change_request.pk]))
+        elif request.method == "POST" and form.is_valid():
             try:
                 reverted = audit_entry_revert(
                     entry=entry,
@@ -106,6 +131,7 @@ class AuditEntryAdmin(ViewOnlyAdmin):
                 for change in plan.changes
             ],
             "form": form,
+            "proposes": proposes,
         }
         return TemplateResponse(request, "admin/audit/auditentry/revert_confirmation.html", context)
 

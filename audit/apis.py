@@ -7,11 +7,16 @@ The revert is values.services.audit_entry_revert: the fields an update changed g
 same validation as any edit and is recorded as a new entry, which is what this answers. A
 refusal (the object changed or vanished since, the restored state is invalid) is 400 and changes
 nothing; "version", for value types and overrides, is checked like an update's (409 if stale).
+
+Where change requests are on (values.change_requests), the revert of an edit of a value type,
+override or source link is not applied: it is proposed, checked as the direct revert is, and this
+answers 202 with the pending change request (Location: the request), as the values API does.
 """
 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -23,7 +28,8 @@ from access.permissions import CanWriteValues
 from access.principals import actor_of
 from audit.models import AuditEntry
 from dynconfig_site.api_schema import error_responses
-from values.api_serializers import AuditEntryOutputSerializer
+from values.api_serializers import AuditEntryOutputSerializer, ChangeRequestOutputSerializer
+from values.change_requests import revert_is_proposed, revert_propose
 from values.services import VersionConflict, audit_entry_revert
 
 API_CHANNEL = "api"
@@ -50,7 +56,7 @@ class AuditEntryRevertApi(APIView):
     @extend_schema(
         operation_id="history_entry_revert",
         request=RevertInputSerializer,
-        responses={200: AuditEntryOutputSerializer, **error_responses(400, 404, 409)},
+        responses={200: AuditEntryOutputSerializer, 202: ChangeRequestOutputSerializer, **error_responses(400, 404, 409)},
     )
     def post(self, request: Request, entry_id: int) -> Response:
         entry = AuditEntry.objects.filter(pk=entry_id).first()
@@ -59,8 +65,10 @@ class AuditEntryRevertApi(APIView):
         serializer = RevertInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        proposes = revert_is_proposed(entry)
+        revert = revert_propose if proposes else audit_entry_revert
         try:
-            reverted = audit_entry_revert(
+            done = revert(
                 entry=entry,
                 actor=actor_of(request.user),
                 channel=API_CHANNEL,
@@ -73,7 +81,12 @@ class AuditEntryRevertApi(APIView):
             ) from error
         except DjangoValidationError as error:
             raise ValidationError(_error_fields(error)) from error
-        return Response(AuditEntryOutputSerializer(reverted).data)
+        if proposes:
+            location = reverse("change-request-detail", kwargs={"request_id": done.pk})
+            return Response(
+                ChangeRequestOutputSerializer(done).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}
+            )
+        return Response(AuditEntryOutputSerializer(done).data)
 
 
 def _error_fields(error: DjangoValidationError) -> dict[str, list[str]]:

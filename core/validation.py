@@ -103,6 +103,20 @@ def ratio_problems(candidate: Any, reference: Any, rules: ValueRules) -> list[st
     return problems
 
 
+def bounds_at(path: LeafPath, field_bounds: Mapping[str, Mapping[str, float]]) -> tuple[float | None, float | None]:
+    """The (min, max) every pattern of `field_bounds` matching `path` puts on the number there,
+    the tightest of each (None: unbounded on that side), as `value_problems` checks them."""
+    low = high = None
+    for pattern, bounds in field_bounds.items():
+        if not _matches(pattern, path):
+            continue
+        if "min" in bounds and (low is None or bounds["min"] > low):
+            low = bounds["min"]
+        if "max" in bounds and (high is None or bounds["max"] < high):
+            high = bounds["max"]
+    return low, high
+
+
 def rules_problems(rules: ValueRules) -> dict[str, list[str]]:
     """Problems in the rules themselves, by field name: a bad schema, min above max, ..."""
     problems: dict[str, list[str]] = {}

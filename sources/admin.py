@@ -21,7 +21,14 @@ from sources.health import health_report
 from sources.models import Source, SourceCall
 from sources.services import source_breaker_force_open, source_breaker_reset
 from values.services import source_test_connection
-from values.admin import ADMIN_CHANNEL, JSON_AS_TEXT, AuditedAdminMixin
+from values.admin import (
+    ADMIN_CHANNEL,
+    FORMFIELD_OVERRIDES,
+    AuditedAdminMixin,
+    StructuredEditorsMixin,
+    string_map_editor_if_fits,
+)
+from values.admin_editors import Editor
 
 # How long "Force breaker open" keeps a source from being called: long enough to stop a storm
 # of failures while someone looks, short enough that a forgotten one heals by itself.
@@ -29,13 +36,22 @@ FORCED_OPEN_DURATION = timedelta(minutes=15)
 
 
 @admin.register(Source)
-class SourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class SourceAdmin(StructuredEditorsMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "is_enabled", "health", "base_url", "credentials", "breaker"]
     list_filter = ["kind", "is_enabled"]
     search_fields = ["name", "description", "base_url"]
     readonly_fields = ["credential_status_list", "breaker", "created_at", "updated_at"]
     actions = ["reset_breaker", "force_breaker_open", "test_connection"]
-    formfield_overrides = JSON_AS_TEXT
+    formfield_overrides = FORMFIELD_OVERRIDES
+    field_labels = {
+        "base_url": "Base URL",
+        "credential_variables": "Credential variables",
+        "connect_timeout": "Connect timeout (seconds)",
+        "read_timeout": "Read timeout (seconds)",
+        "breaker_recovery_timeout": "Breaker recovery time",
+        "request_template": "Request (JSON)",
+        "field_mapping": "Field mapping",
+    }
     fieldsets = [
         (None, {"fields": ["name", "kind", "description", "base_url", "is_enabled"]}),
         ("Credentials", {"fields": ["credential_variables", "credential_status_list"]}),
@@ -57,6 +73,17 @@ class SourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ("Request", {"fields": ["request_template", "field_mapping"]}),
         ("Bookkeeping", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
+
+    def structured_editors(self, request: HttpRequest, obj: Source | None) -> dict[str, Editor | None]:
+        return {
+            "credential_variables": string_map_editor_if_fits(
+                obj.credential_variables if obj else {},
+                "Each credential's role and the NAME of the environment variable that holds it, never the secret.",
+            ),
+            "field_mapping": string_map_editor_if_fits(
+                obj.field_mapping if obj else {}, "Value field to JMESPath expression over the response."
+            ),
+        }
 
     def get_changelist_instance(self, request: HttpRequest):
         # Every source's health computed once for the page, not once per row.

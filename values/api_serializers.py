@@ -7,11 +7,12 @@ import math
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import PolymorphicProxySerializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from core.answers import DEGRADED_ORIGINS, REASONS, SOURCE_TIERS, TIERS
-from values.models import Override
+from values.change_requests import change_request_diff
+from values.models import ChangeRequest, Override
 
 # Batch reads: enough for a page of a planner's values in one round trip, few enough that one
 # request cannot hold a worker for long when every read misses the caches.
@@ -298,3 +299,57 @@ class HistoryOutputSerializer(serializers.Serializer):
     context = serializers.DictField()
     values = ValueRecordOutputSerializer(many=True)
     changes = AuditEntryOutputSerializer(many=True)
+
+
+# Change requests ------------------------------------------------------------------------------
+
+
+class ChangeRequestDiffLineSerializer(serializers.Serializer):
+    object = serializers.CharField(source="object_label", help_text="What is done to which object.")
+    field = serializers.CharField()
+    before = serializers.JSONField(allow_null=True, help_text="When proposed; null for a new object.")
+    after = serializers.JSONField(allow_null=True, help_text="As proposed; null for a deleted object.")
+
+
+class ChangeRequestOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    summary = serializers.CharField()
+    value_type = serializers.CharField(source="value_type_key", help_text="The value type it concerns.")
+    state = serializers.ChoiceField(
+        choices=["pending", "scheduled", "applied", "rejected", "failed"],
+        help_text="pending → applied or scheduled (then applied) or failed; or pending → rejected.",
+    )
+    reason = serializers.CharField()
+    proposed_by = serializers.CharField()
+    channel = serializers.CharField(help_text="Where it was proposed: admin or api.")
+    diff = serializers.SerializerMethodField()
+    items = serializers.JSONField(help_text="The edits, each with the object's state when proposed.")
+    decided_by = serializers.CharField(help_text="Who approved or rejected it; empty while pending.")
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_note = serializers.CharField()
+    apply_at = serializers.DateTimeField(allow_null=True, help_text="When a scheduled request is applied.")
+    applied_at = serializers.DateTimeField(allow_null=True)
+    failure = serializers.CharField(help_text="Why a failed request was not applied (stale, or refused).")
+    created_at = serializers.DateTimeField()
+
+    @extend_schema_field(ChangeRequestDiffLineSerializer(many=True))
+    def get_diff(self, change_request: ChangeRequest) -> list[dict[str, Any]]:
+        return ChangeRequestDiffLineSerializer(change_request_diff(change_request), many=True).data
+
+
+class ChangeRequestListFilterSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(
+        required=False, choices=["pending", "scheduled", "applied", "rejected", "failed"]
+    )
+    value_type = serializers.CharField(required=False, max_length=200, help_text="A value type's key.")
+
+
+class ChangeRequestApproveInputSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    apply_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Apply it then (scheduled) instead of now; a past time: now."
+    )
+
+
+class ChangeRequestRejectInputSerializer(serializers.Serializer):
+    note = ReasonField(help_text="Why it is rejected (required).")

@@ -12,21 +12,24 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.permissions import CanReadValues, CanWriteValues, ReadOrWriteValues
-from access.principals import actor_of
+from access.authentication import ApiTokenAuthentication
+from access.permissions import CanApproveChanges, CanReadValues, CanWriteValues, ReadOrWriteValues
+from access.principals import READ_SCOPES, actor_of, scopes_of
 from core.durations import format_duration
 from dynconfig_site.api_schema import error_responses
 from core.answers import Answer
@@ -34,6 +37,10 @@ from values.api_serializers import (
     AnswerOutputSerializer,
     BatchInputSerializer,
     BatchOutputSerializer,
+    ChangeRequestApproveInputSerializer,
+    ChangeRequestListFilterSerializer,
+    ChangeRequestOutputSerializer,
+    ChangeRequestRejectInputSerializer,
     FallbackOutputSerializer,
     FallbackUpdateInputSerializer,
     HistoryOutputSerializer,
@@ -47,7 +54,20 @@ from values.api_serializers import (
     RollbackInputSerializer,
 )
 from core.context import ContextError
-from values.models import Override, ValueType
+from values.change_requests import (
+    NotPending,
+    SelfApproval,
+    change_request_approve,
+    change_request_reject,
+    change_requests_enabled,
+    change_request_propose,
+    fallback_update_edit,
+    override_create_edit,
+    override_delete_edit,
+    override_update_edit,
+    rollback_edit,
+)
+from values.models import ChangeRequest, Override, ValueType
 from values.refresh import FAILED, value_refresh
 from values.resolution import UnknownValueType, get_value
 from values.selectors import (
@@ -84,6 +104,10 @@ IF_MATCH = OpenApiParameter(
     required=False,
     description='The ETag you read, e.g. `"3"` (or send "version" in the body): one of the two is required.',
 )
+
+
+# Where change requests are on, a write answers 202 with the pending request it made instead.
+PROPOSED = ChangeRequestOutputSerializer
 
 
 class PreconditionRequired(APIException):
@@ -138,21 +162,69 @@ class ValueReadApi(APIView):
 
     permission_classes = [CanReadValues]
 
+    # The common read is answered before it gets here, by value_read_plain (from
+    # dynconfig_site.read_lane); this view answers the rest, and describes the endpoint's schema.
+
     @extend_schema(
         operation_id="value_read", parameters=CONTEXT_PARAMETERS, responses={200: AnswerOutputSerializer, 304: None}
     )
     def get(self, request: Request, key: str) -> HttpResponse:
-        answer = _answer(key, _context(request))
-        etag = _etag(answer)
-        headers = {"ETag": etag, "Cache-Control": f"max-age={_max_age(answer)}"}
-        if _not_modified(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
+        answer = _answer(key, _context(request.query_params))
+        if request.accepted_media_type == JSONRenderer.media_type:
+            return _answer_response(request, answer)
+        # Another JSON media type, e.g. `; indent=4`: DRF's renderer makes the body.
+        headers = _cache_headers(answer)
+        if _not_modified(request.META.get("HTTP_IF_NONE_MATCH", ""), headers["ETag"]):
             return Response(status=304, headers=headers)
-        if request.accepted_media_type != JSONRenderer.media_type:  # e.g. `; indent=4`: DRF renders
-            return Response(answer.as_dict(), headers=headers)
-        # The answer's JSON, made once when it entered L1 or read as is from L2 (Answer.as_json:
-        # what JSONRenderer would make of as_dict()); auth, throttling, negotiation and errors
-        # stay DRF's, only the serializer and renderer are skipped.
-        return HttpResponse(answer.as_json(), content_type=JSONRenderer.media_type, headers=headers)
+        return Response(answer.as_dict(), headers=headers)
+
+
+# What DRF's content negotiation settles as plain JSON, for the read endpoint's plain path.
+PLAIN_JSON_ACCEPTS = frozenset({"", "*/*", "application/json", "application/*"})
+
+
+def value_read_plain(view: ValueReadApi, request: HttpRequest, key: str) -> HttpResponse | None:
+    """GET values/{key}/ without DRF's request, negotiation and response machinery, or None to
+    leave the request to ValueReadApi.
+
+    A configuration read is mostly a dictionary lookup; DRF's dispatch around it (wrapping the
+    request, negotiating, rendering, finalizing) costs several times that. This answers the
+    common case with the same authentication class, permission, throttles, headers and bytes
+    (tests/api/test_value_read_fast_path.py): a bearer token or, where anonymous reads are
+    allowed, a client with no session; JSON accepted; the read permitted and under its rate.
+    Anything else, including every refusal and error, returns None: DRF then answers it (and
+    counts it against the rate once more, which only matters to a client already refused).
+    """
+    if request.META.get("HTTP_ACCEPT", "") not in PLAIN_JSON_ACCEPTS:
+        return None
+    if "HTTP_AUTHORIZATION" in request.META:
+        try:
+            authenticated = ApiTokenAuthentication().authenticate(request)
+        except Exception:  # noqa: BLE001 - refused or the database is away: DRF says which
+            return None
+        if authenticated is None:  # another scheme
+            return None
+        principal = authenticated[0]
+        if not (scopes_of(principal) & READ_SCOPES):
+            return None
+    elif settings.DYNCONFIG_ANONYMOUS_READS and settings.SESSION_COOKIE_NAME not in request.COOKIES:
+        principal = None
+    else:
+        return None  # a session (the admin's staff in a browser): DRF authenticates it
+    request.user = principal  # as DRF's Request sets it; the throttles read it
+    if not all(throttle.allow_request(request, view) for throttle in view.get_throttles()):
+        return None
+    try:
+        answer = get_value(key, _context(request.GET))
+    except (UnknownValueType, ContextError):
+        return None
+    response = _answer_response(request, answer)
+    for name, value in view.default_response_headers.items():  # as DRF's finalize_response
+        response[name] = value
+    if principal is None:
+        # DRF's session authentication looked at the (absent) session: Vary: Cookie.
+        patch_vary_headers(response, ["Cookie"])
+    return response
 
 
 class ValueBatchReadApi(APIView):
@@ -181,12 +253,20 @@ class ValueFallbackApi(APIView):
         operation_id="value_fallback_update",
         request=FallbackUpdateInputSerializer,
         parameters=[IF_MATCH],
-        responses={200: FallbackOutputSerializer, **error_responses(400, 404, 409, 428)},
+        responses={200: FallbackOutputSerializer, 202: PROPOSED, **error_responses(400, 404, 409, 428)},
     )
     def put(self, request: Request, key: str) -> Response:
         value_type = _value_type(key)
         data = _valid(FallbackUpdateInputSerializer, request.data)
         expected_version = _expected_version(request, data.get("version"))
+        if change_requests_enabled():
+            return _proposal_response(
+                request,
+                lambda: fallback_update_edit(value_type=value_type, value=data["value"], expected_version=expected_version),
+                reason=data["reason"],
+                what="The value type",
+                field_names={"fallback_value": "value"},
+            )
         with _refusals(field_names={"fallback_value": "value"}, what="The value type"):
             value_type = value_type_fallback_update(
                 value_type=value_type,
@@ -214,7 +294,7 @@ class ValueRefreshApi(APIView):
         responses={200: RefreshOutputSerializer},
     )
     def post(self, request: Request, key: str) -> Response:
-        context = _context(request)
+        context = _context(request.query_params)
         # value_refresh refuses an unknown key or a bad context without raising; the read
         # after it raises for them, mapped to 404 and 400 exactly as GET values/{key}/ does.
         outcome = value_refresh(key=key, context=context)
@@ -236,7 +316,7 @@ class ValueHistoryApi(APIView):
     def get(self, request: Request, key: str) -> Response:
         value_type = _value_type(key)
         limit = _valid(HistoryQuerySerializer, request.query_params)["limit"]
-        context = {name: value for name, value in _context(request).items() if name != "limit"}
+        context = {name: value for name, value in _context(request.query_params).items() if name != "limit"}
         try:
             history = value_history(value_type=value_type, context=context, limit=limit)
         except ContextError as error:
@@ -259,7 +339,7 @@ class ValueRollbackApi(APIView):
     @extend_schema(
         operation_id="value_rollback",
         request=RollbackInputSerializer,
-        responses={201: OverrideOutputSerializer, **error_responses(400, 404)},
+        responses={201: OverrideOutputSerializer, 202: PROPOSED, **error_responses(400, 404)},
     )
     def post(self, request: Request, key: str) -> Response:
         value_type = _value_type(key)
@@ -267,6 +347,17 @@ class ValueRollbackApi(APIView):
         record = value_record_get(value_type=value_type, record_id=data["record_id"])
         if record is None:
             raise NotFound(f"No value record {data['record_id']} of {value_type.key}.")
+        if change_requests_enabled():
+            actor = actor_of(request.user)
+            return _proposal_response(
+                request,
+                lambda: rollback_edit(
+                    value_type=value_type, record=record, reason=data["reason"], actor=actor,
+                    expires_at=data.get("expires_at"),
+                ),
+                reason=data["reason"],
+                what="The override",
+            )
         with _refusals(what="The override"):
             override = value_rollback(
                 value_type=value_type,
@@ -302,13 +393,21 @@ class OverrideListApi(APIView):
     @extend_schema(
         operation_id="override_create",
         request=OverrideCreateInputSerializer,
-        responses={201: OverrideOutputSerializer, **error_responses(400)},
+        responses={201: OverrideOutputSerializer, 202: PROPOSED, **error_responses(400)},
     )
     def post(self, request: Request) -> Response:
         data = _valid(OverrideCreateInputSerializer, request.data)
         value_type = value_type_get(key=data.pop("value_type"))
         if value_type is None:
             raise ValidationError({"value_type": ["Unknown value type."]})
+        if change_requests_enabled():
+            actor = actor_of(request.user)
+            return _proposal_response(
+                request,
+                lambda: override_create_edit(value_type=value_type, actor=actor, **data),
+                reason=data["reason"],
+                what="The override",
+            )
         with _refusals(what="The override"):
             override = override_create(value_type=value_type, actor=actor_of(request.user), channel=API_CHANNEL, **data)
         return _override_response(override, status.HTTP_201_CREATED)
@@ -327,13 +426,20 @@ class OverrideDetailApi(APIView):
         operation_id="override_update",
         request=OverrideUpdateInputSerializer,
         parameters=[IF_MATCH],
-        responses={200: OverrideOutputSerializer, **error_responses(400, 404, 409, 428)},
+        responses={200: OverrideOutputSerializer, 202: PROPOSED, **error_responses(400, 404, 409, 428)},
     )
     def patch(self, request: Request, override_id: int) -> Response:
         override = _override(override_id)
         data = _valid(OverrideUpdateInputSerializer, request.data)
         expected_version = _expected_version(request, data.pop("version", None))
         reason = data.pop("reason")
+        if change_requests_enabled():
+            return _proposal_response(
+                request,
+                lambda: override_update_edit(override=override, expected_version=expected_version, **data),
+                reason=reason,
+                what="The override",
+            )
         with _refusals(what="The override"):
             override = override_update(
                 override=override,
@@ -358,7 +464,7 @@ class OverrideDetailApi(APIView):
                 description='Why it is deleted (or "reason" in the body): one of the two is required.',
             ),
         ],
-        responses={204: None, **error_responses(400, 404, 409, 428)},
+        responses={204: None, 202: PROPOSED, **error_responses(400, 404, 409, 428)},
     )
     def delete(self, request: Request, override_id: int) -> Response:
         override = _override(override_id)
@@ -367,6 +473,13 @@ class OverrideDetailApi(APIView):
         if not data["reason"].strip():
             raise ValidationError({"reason": ["A reason is required: in the body or as ?reason=."]})
         expected_version = _expected_version(request, data.get("version"))
+        if change_requests_enabled():
+            return _proposal_response(
+                request,
+                lambda: override_delete_edit(override=override, expected_version=expected_version),
+                reason=data["reason"],
+                what="The override",
+            )
         with _refusals(what="The override"):
             override_delete(
                 override=override,
@@ -378,10 +491,10 @@ class OverrideDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _context(request: Request) -> dict[str, str]:
+def _context(query: QueryDict) -> dict[str, str]:
     """The query parameters as a context. A repeated parameter keeps every value, joined as
     `a,b`: `?channels=a&channels=b` means both channels, and a repeated one-name key is refused."""
-    return {name: ",".join(values) for name, values in request.query_params.lists()}
+    return {name: ",".join(values) for name, values in query.lists()}
 
 
 def _answer(key: str, context: dict[str, Any]) -> Answer:
@@ -480,14 +593,29 @@ def _refusals(*, what: str, field_names: dict[str, str] | None = None) -> Iterat
         raise ValidationError(fields) from error
 
 
-def _etag(answer: Answer) -> str:
-    return f'W/"{answer.version()}"'
+def _answer_response(request: HttpRequest | Request, answer: Answer) -> HttpResponse:
+    """The answer as JSON, or 304 Not Modified when the client has it already.
+
+    The body is the answer's JSON as made once, when it entered L1 or as read from L2
+    (Answer.as_json: byte for byte what DRF's JSONRenderer makes of as_dict())."""
+    headers = _cache_headers(answer)
+    if _not_modified(request.META.get("HTTP_IF_NONE_MATCH", ""), headers["ETag"]):
+        not_modified = HttpResponse(status=304, headers=headers)
+        del not_modified["Content-Type"]  # no body, no media type (as DRF's 304)
+        return not_modified
+    return HttpResponse(answer.as_json(), content_type=JSONRenderer.media_type, headers=headers)
+
+
+def _cache_headers(answer: Answer) -> dict[str, str]:
+    return {"ETag": f'W/"{answer.version()}"', "Cache-Control": f"max-age={_max_age(answer)}"}
 
 
 def _not_modified(header: str, etag: str) -> bool:
     """If-None-Match names this representation: `*`, or an entity tag equal by the weak
     comparison (RFC 9110 13.1.2), so `"x"` and `W/"x"` both match `W/"x"`."""
-    tags = parse_etags(header) if header else []
+    if not header:
+        return False
+    tags = parse_etags(header)
     return "*" in tags or etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in tags}
 
 
@@ -496,3 +624,125 @@ def _max_age(answer: Answer) -> int:
     if expires_at is None:
         return 0
     return max(0, int((expires_at - timezone.now()).total_seconds()))
+
+
+# Change requests (values.change_requests) -------------------------------------------------------
+#
+# Where DYNCONFIG_CHANGE_REQUESTS is on, the writes above (fallback, overrides, rollback) answer
+# 202 with the pending request they made instead of applying; a caller with values:approve, not
+# its proposer, approves (applied now, or at `apply_at`) or rejects it here.
+
+def _proposal_response(
+    request: Request, build_edit, *, reason: str, what: str, field_names: dict[str, str] | None = None
+) -> Response:
+    """Propose the edit `build_edit()` makes (checked like the direct write: 400, 409) → 202."""
+    with _refusals(what=what, field_names=field_names):
+        change_request = change_request_propose(
+            edits=[build_edit()], reason=reason, actor=actor_of(request.user), channel=API_CHANNEL
+        )
+    return _change_request_response(change_request, status.HTTP_202_ACCEPTED)
+
+
+class ChangeRequestListApi(APIView):
+    """GET /api/v1/change-requests/?state=pending&value_type=<key>, newest first."""
+
+    permission_classes = [CanReadValues]
+
+    @extend_schema(
+        operation_id="change_request_list",
+        parameters=[ChangeRequestListFilterSerializer],
+        responses={200: ChangeRequestOutputSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = _valid(ChangeRequestListFilterSerializer, request.query_params)
+        change_requests = ChangeRequest.objects.all()
+        if "state" in filters:
+            change_requests = change_requests.filter(state=filters["state"])
+        if "value_type" in filters:
+            change_requests = change_requests.filter(value_type_key=filters["value_type"])
+        return Response(ChangeRequestOutputSerializer(change_requests[:CHANGE_REQUEST_PAGE], many=True).data)
+
+
+# The newest requests a list returns: a review queue, not an archive (the history has every change).
+CHANGE_REQUEST_PAGE = 200
+
+
+class ChangeRequestDetailApi(APIView):
+    """GET /api/v1/change-requests/{id}/: the request, its diff and its state."""
+
+    permission_classes = [CanReadValues]
+
+    @extend_schema(operation_id="change_request_read", responses={200: ChangeRequestOutputSerializer})
+    def get(self, request: Request, request_id: int) -> Response:
+        return _change_request_response(_change_request(request_id))
+
+
+class ChangeRequestApproveApi(APIView):
+    """POST /api/v1/change-requests/{id}/approve/ {"note"?, "apply_at"?} (values:approve).
+
+    Applied now (200, state applied), or scheduled for `apply_at` (200, state scheduled). Its
+    proposer is refused (403); a request already decided, or one whose objects changed since it
+    was proposed (it is then recorded failed, with why), is 409; nothing is applied then."""
+
+    permission_classes = [CanApproveChanges]
+
+    @extend_schema(
+        operation_id="change_request_approve",
+        request=ChangeRequestApproveInputSerializer,
+        responses={200: ChangeRequestOutputSerializer, **error_responses(400, 404, 409)},
+    )
+    def post(self, request: Request, request_id: int) -> Response:
+        change_request = _change_request(request_id)
+        data = _valid(ChangeRequestApproveInputSerializer, request.data)
+        with _decision_refusals():
+            change_request = change_request_approve(
+                change_request=change_request, actor=actor_of(request.user), note=data["note"], apply_at=data.get("apply_at")
+            )
+        if change_request.state == ChangeRequest.State.FAILED:
+            raise Conflict(f"Change request {change_request.pk} was not applied. {change_request.failure}")
+        return _change_request_response(change_request)
+
+
+class ChangeRequestRejectApi(APIView):
+    """POST /api/v1/change-requests/{id}/reject/ {"note"} (values:approve): nothing is applied."""
+
+    permission_classes = [CanApproveChanges]
+
+    @extend_schema(
+        operation_id="change_request_reject",
+        request=ChangeRequestRejectInputSerializer,
+        responses={200: ChangeRequestOutputSerializer, **error_responses(400, 404, 409)},
+    )
+    def post(self, request: Request, request_id: int) -> Response:
+        change_request = _change_request(request_id)
+        data = _valid(ChangeRequestRejectInputSerializer, request.data)
+        with _decision_refusals():
+            change_request = change_request_reject(change_request=change_request, actor=actor_of(request.user), note=data["note"])
+        return _change_request_response(change_request)
+
+
+def _change_request(request_id: int) -> ChangeRequest:
+    change_request = ChangeRequest.objects.filter(pk=request_id).first()
+    if change_request is None:
+        raise NotFound(f"No change request {request_id}.")
+    return change_request
+
+
+def _change_request_response(change_request: ChangeRequest, status_code: int = status.HTTP_200_OK) -> Response:
+    headers = {}
+    if status_code == status.HTTP_202_ACCEPTED:
+        headers["Location"] = reverse("change-request-detail", kwargs={"request_id": change_request.pk})
+    return Response(ChangeRequestOutputSerializer(change_request).data, status=status_code, headers=headers)
+
+
+@contextmanager
+def _decision_refusals() -> Iterator[None]:
+    """A decision's refusals as API errors: the proposer approving is 403, a decided request 409."""
+    try:
+        yield
+    except SelfApproval as error:
+        raise PermissionDenied(" ".join(error.messages)) from error
+    except NotPending as error:
+        raise Conflict(" ".join(error.messages)) from error
+    except DjangoValidationError as error:
+        raise ValidationError(error.message_dict if hasattr(error, "error_dict") else {"non_field_errors": error.messages}) from error

@@ -373,3 +373,46 @@ class ValueTypeSource(models.Model):
                 errors[name] = ["Must be a JSON object."]
         if errors:
             raise ValidationError(errors)
+
+
+class ChangeRequest(models.Model):
+    """An operator's edit held until a second operator approves it (values.change_requests).
+
+    `items` are the edits, applied together or not at all, each as JSON data:
+    {"object_type": "values.valuetype", "object_id": "3" (None: created), "object_repr": ...,
+     "action": "create" | "update" | "delete", "before": the object's snapshot when proposed
+     (None: created), "fields": {field attname: the proposed value}, "parent_item": index of the
+     item that creates this one's value type (a new type's source links), or absent}.
+    `before` is what the apply compares the object with: changed since, the request is stale.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # waiting for an approver
+        SCHEDULED = "scheduled"  # approved, applied at `apply_at` (values.tasks)
+        APPLIED = "applied"
+        REJECTED = "rejected"
+        FAILED = "failed"  # approved, but refused at apply: changed since (stale) or invalid now
+
+    summary = models.CharField(max_length=200, help_text="What it changes, e.g. update value type industry_multipliers.")
+    value_type_key = models.CharField(max_length=100, blank=True, db_index=True)
+    items = models.JSONField(default=list)
+    reason = models.TextField(help_text="Why the proposer wants this change.")
+    proposed_by = models.CharField(max_length=150)
+    channel = models.CharField(max_length=30, help_text="admin or api: where it was proposed.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True, help_text="The approver's or rejecter's words.")
+    apply_at = models.DateTimeField(null=True, blank=True, help_text="When a scheduled request is applied.")
+    applied_at = models.DateTimeField(null=True, blank=True)
+    failure = models.TextField(blank=True, help_text="Why it could not be applied.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "apply_at"], name="change_request_due")]
+        permissions = [("approve_changerequest", "Can approve or reject change requests")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.summary} ({self.state})"

@@ -12,11 +12,13 @@ from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
 from django.urls import reverse
 from django.utils import timezone
+from django_jsonform.widgets import JSONFormWidget
 
 from sources.models import Source
 from values.models import ValueTypeSource
 from values.models import ContextReads, Override, RefreshSchedule, ResolvedValue, ValueRecord, ValueType
 from audit.models import AuditEntry
+from values.change_requests import change_request_propose, edit_of
 
 pytestmark = pytest.mark.django_db
 
@@ -174,6 +176,9 @@ def refresh_records(synced):
     from sources.health import call_record
 
     call_record(source_name="market_research_api", outcome="success", seconds=0.2)
+    # ... and a change request, proposed as an operator's edit is where change requests are on.
+    value_type.fallback_value = {**value_type.fallback_value, "small_threshold": 5500}
+    change_request_propose(edits=[edit_of(value_type)], reason="admin pages test", actor="someone", channel="admin")
 
 
 @pytest.mark.parametrize("model", ALL_MODELS, ids=lambda model: model.__name__)
@@ -252,20 +257,35 @@ def test_value_type_change__schema_with_properties__fallback_uses_schema_editor(
     response = admin_client.get(admin_url(ValueType, "change", value_type.pk))
 
     field = response.context["adminform"].form.fields["fallback_value"]
-    assert type(field.widget).__name__ == "JSONFormWidget"
-    assert field.widget.get_schema() == value_type.schema
+    assert isinstance(field.widget, JSONFormWidget)
+    # Drawn from the stored schema (with labels and bounds added: tests/admin/test_editors.py).
+    assert list(field.widget.get_schema()["properties"]) == list(value_type.schema["properties"])
     assert "data-django-jsonform" in response.content.decode()
 
 
 @pytest.mark.parametrize("key", ["industry_multipliers", "channel_performance"])
-def test_value_type_change__map_schema__fallback_is_plain_json_text(admin_client, synced, key):
+def test_value_type_change__map_schema__fallback_uses_schema_editor_with_current_keys(admin_client, synced, key):
     value_type = ValueType.objects.get(key=key)
 
     response = admin_client.get(admin_url(ValueType, "change", value_type.pk))
 
     field = response.context["adminform"].form.fields["fallback_value"]
+    assert isinstance(field.widget, JSONFormWidget)
+    assert set(field.widget.get_schema()["properties"]) == set(value_type.fallback_value)
+    assert "data-django-jsonform" in response.content.decode()
+
+
+def test_value_type_change__schema_the_editor_cannot_draw__fallback_is_plain_json_text(admin_client, synced):
+    value_type = ValueType.objects.create(
+        key="either", schema={"type": "object", "additionalProperties": {"oneOf": [{"type": "number"}, {"type": "string"}]}},
+        fallback_value={"a": 1}, update_frequency=timedelta(days=1), ttl=timedelta(hours=1), max_staleness=timedelta(days=1),
+    )  # fmt: skip
+
+    response = admin_client.get(admin_url(ValueType, "change", value_type.pk))
+
+    field = response.context["adminform"].form.fields["fallback_value"]
     assert isinstance(field.widget, forms.Textarea)
-    assert "data-django-jsonform" not in response.content.decode()
+    assert 'name="fallback_value"' in response.content.decode()
 
 
 # --- bad fallbacks are refused -------------------------------------------------------------
@@ -829,10 +849,10 @@ def test_value_type_changelist__each_type__shows_the_tier_served_now(admin_clien
 
 
 def test_value_type_changelist__read_fails__row_says_unavailable_and_page_renders(admin_client, synced, monkeypatch):
-    def failing_read(key, context=None):
+    def failing_read(keys):
         raise RuntimeError("cache and database down")
 
-    monkeypatch.setattr("values.admin.get_value", failing_read)
+    monkeypatch.setattr("values.admin.answers_known_now", failing_read)
 
     response = admin_client.get(admin_url(ValueType, "changelist"))
 
