@@ -4,6 +4,7 @@ and in the same transaction moves the configuration version that every process w
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -14,6 +15,15 @@ from audit.models import AuditEntry, ConfigVersion
 
 # Bookkeeping fields that change on every save and say nothing about the edit.
 UNTRACKED_FIELDS = {"created_at", "updated_at"}
+
+# Told of each change recorded, in its transaction, with `instance`, `before` and `after`:
+# values.events publishes the change events after the commit. Set by values' AppConfig.ready()
+# (audit cannot import values, the layer above it).
+after_record: Callable[..., None] = lambda **change: None
+# Told of each bump of the configuration or data version, in its transaction: values' registry
+# makes this process read its own change at once (values.registry.Registry.version_bumped).
+# Set by values' AppConfig.ready().
+after_version_bump: Callable[[], None] = lambda: None
 
 
 def snapshot(instance: models.Model) -> dict[str, Any]:
@@ -50,7 +60,7 @@ def audit_record(
     if action == AuditEntry.Action.UPDATE and _is_versioned(instance):
         after = {**after, "version": _next_version(instance)}
     bump_config_version()
-    return AuditEntry.objects.create(
+    entry = AuditEntry.objects.create(
         actor=actor,
         channel=channel,
         action=action,
@@ -61,6 +71,8 @@ def audit_record(
         after=after,
         reason=reason,
     )
+    after_record(instance=instance, before=before, after=after)
+    return entry
 
 
 def object_type_of(instance: models.Model) -> str:
@@ -84,12 +96,14 @@ def bump_config_version() -> None:
     """Tell every process the configuration changed (they reload within a second)."""
     if not ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1):
         ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
+    after_version_bump()
 
 
 def bump_data_version() -> None:
     """Tell every process that a refreshed value replaced what their L1 may hold."""
     if not ConfigVersion.objects.filter(pk=1).update(data_version=F("data_version") + 1):
         ConfigVersion.objects.get_or_create(pk=1, defaults={"data_version": 1})
+    after_version_bump()
 
 
 def config_versions() -> tuple[int, int]:

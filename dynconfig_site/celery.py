@@ -1,8 +1,8 @@
 """The Celery app: `celery -A dynconfig_site worker` and `celery -A dynconfig_site beat`.
 
-Beat runs one task, the dispatcher, every DYNCONFIG_DISPATCH_INTERVAL seconds; it reads each
-value type's `update_frequency` from the database and queues the refreshes that are due (see
-values.tasks). Settings come from Django's (CELERY_*), JSON only.
+Beat runs two tasks every DYNCONFIG_DISPATCH_INTERVAL seconds: the dispatcher, which reads each
+value type's `update_frequency` from the database and queues the refreshes that are due, and
+the applier of approved change requests whose scheduled time has come (see values.tasks). Settings come from Django's (CELERY_*), JSON only.
 """
 
 import os
@@ -24,6 +24,18 @@ app.autodiscover_tasks()
 def schedule_dispatcher(sender, **kwargs):
     sender.add_periodic_task(
         settings.DYNCONFIG_DISPATCH_INTERVAL, sender.signature("values.tasks.dispatch_refreshes"), name="dispatch refreshes"
+    )
+    # Approved change requests scheduled for a time: applied within a tick of it.
+    sender.add_periodic_task(
+        settings.DYNCONFIG_DISPATCH_INTERVAL,
+        sender.signature("values.tasks.apply_due_change_requests"),
+        name="apply due change requests",
+    )
+    # Overrides that start or expire change answers with no edit: announced as change events.
+    sender.add_periodic_task(
+        settings.DYNCONFIG_CHANGE_CHECK_INTERVAL,
+        sender.signature("values.tasks.announce_override_transitions"),
+        name="announce override starts and expiries",
     )
 
 

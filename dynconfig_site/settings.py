@@ -33,11 +33,25 @@ API access and security (docs/security.md):
     SECURE_COOKIES                 session and CSRF cookies over https only (default on in production)
     CSRF_TRUSTED_ORIGINS           comma-separated origins (https://ops.example.com) allowed to POST
     DYNCONFIG_ADMIN_PATH           where the admin lives (default admin/)
+    DYNCONFIG_CHANGE_REQUESTS      edits of value types, source links and overrides wait for a
+                                   second operator's approval (default on in production only)
 
 Reads and refreshes (docs/resolution.md):
 
     DYNCONFIG_READ_BUDGET     seconds a consumer's read waits for sources (default 0.15)
     DYNCONFIG_REFRESH_BUDGET  seconds a refresh gives the sources of one value (default 3)
+    DYNCONFIG_L1_MAX_ENTRIES  answers a process keeps in memory (L1), least recently used
+                              evicted first (default 10000)
+
+Change events and webhooks (docs/api.md):
+
+    DYNCONFIG_CHANGE_RETENTION      how long the change stream keeps events (ISO 8601, default PT1H)
+    DYNCONFIG_STREAM_HEARTBEAT      seconds between a stream's heartbeats (default 15)
+    DYNCONFIG_CHANGE_CHECK_INTERVAL seconds between announcements of overrides' starts and
+                                    expiries (beat; default 1)
+    DYNCONFIG_WEBHOOK_ATTEMPTS      attempts per webhook delivery (default 6)
+    DYNCONFIG_WEBHOOK_BACKOFF       seconds before a delivery's first retry, doubled each time (default 10)
+    DYNCONFIG_WEBHOOK_TIMEOUT       seconds per delivery attempt (default 5)
 
 Monitoring (docs/monitoring.md):
 
@@ -120,12 +134,15 @@ INSTALLED_APPS = [
     "sources",
     "monitoring",
     "planning",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
     # First: every log line of the request, other middleware's included, carries its id.
     "monitoring.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # A consumer's value read is answered here, without the rest of the stack (read_lane.py).
+    "dynconfig_site.read_lane.ValueReadLaneMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -231,8 +248,27 @@ DYNCONFIG_READ_BUDGET = env.float("DYNCONFIG_READ_BUDGET", default=0.15)
 # How long a refresh (background, refresh_values, an operator's "refresh now") gives the sources
 # of one value, every tier and retry included (seconds).
 DYNCONFIG_REFRESH_BUDGET = env.float("DYNCONFIG_REFRESH_BUDGET", default=3.0)
+# How many answers one process keeps in memory (L1), least recently used evicted first: the
+# bound of a web process's memory whatever number of contexts it reads (about 6 KB of RSS per
+# answer of the built-ins, so ~60 MB at the default: bench/run.py --scale); the rest are a Redis
+# GET away (L2).
+DYNCONFIG_L1_MAX_ENTRIES = env.int("DYNCONFIG_L1_MAX_ENTRIES", default=10_000)
+if DYNCONFIG_L1_MAX_ENTRIES < 1:
+    raise ImproperlyConfigured(f"DYNCONFIG_L1_MAX_ENTRIES={DYNCONFIG_L1_MAX_ENTRIES} must be at least 1.")
 # How long the record of source calls (source health) is kept: an ISO 8601 duration.
 DYNCONFIG_HEALTH_RETENTION = env.str("DYNCONFIG_HEALTH_RETENTION", default="P7D")
+# Change events (values.events, docs/api.md "Change stream"): how long the stream keeps them (a
+# subscriber away for less resumes without loss; ISO 8601), the seconds between a stream's
+# heartbeats (proxies close idle connections: keep it below their idle timeout), and how often
+# beat announces overrides that started or expired (seconds).
+DYNCONFIG_CHANGE_RETENTION = env.str("DYNCONFIG_CHANGE_RETENTION", default="PT1H")
+DYNCONFIG_STREAM_HEARTBEAT = env.float("DYNCONFIG_STREAM_HEARTBEAT", default=15.0)
+DYNCONFIG_CHANGE_CHECK_INTERVAL = env.float("DYNCONFIG_CHANGE_CHECK_INTERVAL", default=1.0)
+# Webhooks (webhooks/, docs/api.md "Webhooks"): attempts per delivery, the wait before the first
+# retry (doubled for each next one, seconds), and each attempt's timeout (seconds).
+DYNCONFIG_WEBHOOK_ATTEMPTS = env.int("DYNCONFIG_WEBHOOK_ATTEMPTS", default=6)
+DYNCONFIG_WEBHOOK_BACKOFF = env.float("DYNCONFIG_WEBHOOK_BACKOFF", default=10.0)
+DYNCONFIG_WEBHOOK_TIMEOUT = env.float("DYNCONFIG_WEBHOOK_TIMEOUT", default=5.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -312,6 +348,9 @@ DYNCONFIG_TOKEN_CACHE_SECONDS = env.float("DYNCONFIG_TOKEN_CACHE_SECONDS", defau
 DYNCONFIG_TOKEN_OUTAGE_GRACE = _duration("DYNCONFIG_TOKEN_OUTAGE_GRACE", default="PT10M")
 # Whether value reads need no sign-in (never in production).
 DYNCONFIG_ANONYMOUS_READS = env.bool("DYNCONFIG_ANONYMOUS_READS", default=not IS_PRODUCTION)
+# Whether operators' edits of value types, source links and overrides wait for a second
+# operator's approval (values.change_requests, docs/change-requests.md): on in production.
+DYNCONFIG_CHANGE_REQUESTS = env.bool("DYNCONFIG_CHANGE_REQUESTS", default=IS_PRODUCTION)
 
 # The OpenAPI schema (/api/schema/) and its Swagger UI (/api/docs/), by drf-spectacular.
 SPECTACULAR_SETTINGS = {

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 
 from dynconfig_site.api_errors import json_404
 from dynconfig_site.api_schema import SchemaApi, SchemaDocsPage
+from dynconfig_site.async_views import reads_from_event_loop
 from monitoring.home import home
 from sources.views import simulator
 
@@ -17,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("planning.urls")),
     path("api/v1/", include("monitoring.api_urls")),
     path("api/v1/", include("audit.urls")),  # reverting a history entry
+    path("api/v1/", include("webhooks.urls")),  # receivers of the change events
     # The OpenAPI schema (?format=json for JSON, else YAML) and Swagger UI over it (local assets).
     path("api/schema/", SchemaApi.as_view(), name="schema"),
     path("api/docs/", SchemaDocsPage.as_view(url_name="schema"), name="api-docs"),
@@ -25,6 +27,7 @@ urlpatterns = [
     path(f"{settings.ADMIN_PATH}dashboard/", include("monitoring.dashboard_urls")),
     path(settings.ADMIN_PATH, admin.site.urls),
     path("", home, name="home"),  # what runs, where things are, the values served now
+    path("healthz/reads/", reads_from_event_loop, name="reads-from-event-loop"),  # async: aget_many
     path("", include("monitoring.urls")),  # /healthz, /readyz, /metrics
     # Local stand-ins of the market-data APIs; they answer only in mock mode (development).
     path("simulators/<str:name>/", simulator),

@@ -2,7 +2,8 @@
 
     edges     admin, apis, views, urls, commands, tasks of every app; monitoring, planning,
               dynconfig_site: they may use everything below, and nothing below uses them
-    config    the environment YAML, sync and export: writes values and sources
+    config | webhooks   the environment YAML, sync and export: writes values and sources;
+              receivers of the change events (values.events) and their deliveries
     values    value types, overrides, the engine: calls sources
     sources | access    sources (adapters, breakers, calls, health); API tokens: independent
     audit     the audit log and the configuration version every process watches
@@ -27,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("audit",),
     ("sources", "access"),
     ("values",),
-    ("config",),
+    ("config", "webhooks"),
 )
 EDGE_PACKAGES = frozenset({"monitoring", "planning", "dynconfig_site"})
 # Modules (or packages) of an app that are its edges: entry points that users and Django reach.

@@ -19,6 +19,14 @@ at step 2 instead: those are bugs of the caller and must not be hidden by a fall
 After the server could not be used, the client does not try it again for `cooldown` seconds
 (or the server's Retry-After, if longer): during an outage each read answers from steps 3-5 at
 once instead of waiting for timeouts again.
+
+With `subscribe=True` a background thread follows the server's change stream (stream.py): on a
+change event, the cached answers it affects stop being fresh at once, so the next read asks the
+server (an ETag revalidation) instead of serving the old value until its TTL. The server's
+processes take up to half a second to apply a change, so for SETTLE_SECONDS after an event an
+answer it affects is kept only SETTLE_RECHECK_SECONDS, then asked again (a cheap 304 if unchanged). When the stream is
+down the client relies on its TTLs, and the thread reconnects with backoff and resumes after
+the last event it saw.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import requests
 
 from dynconfig_client.errors import DynConfigUnavailable, RequestRejected, rejection
 from dynconfig_client.store import LastKnownStore
+from dynconfig_client.stream import ChangeSubscription
 
 logger = logging.getLogger("dynconfig_client")
 
@@ -56,6 +65,12 @@ ContextValue = Union[str, int, Sequence[str]]
 MAX_RETRY_AFTER = 2.0
 # Reads sent in one batch request; more are sent in several.
 BATCH_SIZE = 50
+# For this long after a change event, the answers it affects are not trusted for their TTL: a
+# server process applies a change within half a second of its commit (its registry's version
+# check), so an answer read meanwhile may predate it...
+SETTLE_SECONDS = 1.0
+# ...and is asked for again (an ETag revalidation) after this long, until the settling is over.
+SETTLE_RECHECK_SECONDS = 0.1
 
 
 class _Missing:
@@ -159,6 +174,10 @@ class DynConfigClient:
     cooldown: seconds during which the server is not tried again after it could not be used.
     session_factory: makes each thread's requests.Session (proxies, TLS, adapters, hooks);
         the client adds its Authorization and User-Agent headers to it.
+    subscribe: follow the server's change stream in a background thread and drop cached
+        answers as soon as they change (see the module docstring); needs a token (or anonymous
+        reads) like any read. stream_read_timeout: seconds without a byte (the server sends a
+        heartbeat every 15 s by default) after which the stream is taken for dead and reopened.
     """
 
     def __init__(
@@ -174,6 +193,8 @@ class DynConfigClient:
         defaults: Mapping[str, Any] | None = None,
         cooldown: float = 5.0,
         session_factory: Callable[[], requests.Session] | None = None,
+        subscribe: bool = False,
+        stream_read_timeout: float = 45.0,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -197,6 +218,20 @@ class DynConfigClient:
         self._unavailable_until = 0.0  # time.monotonic()
         self._unavailable_reason = ""
         self._is_closed = False
+        # (key, context match, until): answers these events affect are fresh only until then.
+        self._settling: list[tuple[str, Mapping[str, Any], float]] = []
+        self._subscription: ChangeSubscription | None = None
+        if subscribe:
+            connect_timeout = self.timeout[0] if isinstance(self.timeout, tuple) else self.timeout
+            self._subscription = ChangeSubscription(
+                f"{self.base_url}/api/v1/values/stream/",
+                session_factory=self._new_session,
+                on_change=self._drop_affected,
+                on_reset=self._drop_all,
+                connect_timeout=connect_timeout,
+                read_timeout=stream_read_timeout,
+            )
+            self._subscription.start()
 
     def __repr__(self) -> str:
         token = "'********'" if self._token else "None"  # never the token, nor a part of it
@@ -211,8 +246,19 @@ class DynConfigClient:
     ) -> None:
         self.close()
 
+    @property
+    def is_subscribed(self) -> bool:
+        """Whether the change stream is open now (False without `subscribe`, or while it is down)."""
+        return self._subscription is not None and self._subscription.is_connected
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the change stream is open (at most `timeout` seconds); whether it is."""
+        return self._subscription is not None and self._subscription.wait_connected(timeout)
+
     def close(self) -> None:
         """Close every thread's HTTP session and the store. The client cannot be used after."""
+        if self._subscription is not None:
+            self._subscription.stop()
         with self._lock:
             self._is_closed = True
             sessions, self._sessions = self._sessions, []
@@ -300,7 +346,8 @@ class DynConfigClient:
     def _remember(self, read: _Read, answer: str, *, etag: str | None, ttl: float) -> _Entry:
         """Keep a new answer of the server: in memory, and in the store."""
         fetched_at = datetime.now(timezone.utc)
-        entry = _Entry(answer=answer, etag=etag, expires_at=time.monotonic() + ttl, fetched_at=fetched_at)
+        expires_at = self._fresh_until(answer, time.monotonic() + ttl)
+        entry = _Entry(answer=answer, etag=etag, expires_at=expires_at, fetched_at=fetched_at)
         with self._lock:
             self._entries[read] = entry
         if self._store is not None:
@@ -311,7 +358,7 @@ class DynConfigClient:
         """The server confirmed `entry` (304): fresh again for a TTL."""
         ttl = self.cache_ttl if self.cache_ttl is not None else _max_age(response)
         fetched_at = datetime.now(timezone.utc)
-        entry = replace(entry, expires_at=time.monotonic() + ttl, fetched_at=fetched_at)
+        entry = replace(entry, expires_at=self._fresh_until(entry.answer, time.monotonic() + ttl), fetched_at=fetched_at)
         with self._lock:
             self._entries[read] = entry
         if self._store is not None:
@@ -370,6 +417,36 @@ class DynConfigClient:
             values.append(self._fallback(read, known[read], MISSING, reason))
         return values
 
+    # Change events (subscribe=True) ----------------------------------------------------------
+
+    def _drop_affected(self, key: str, match: Mapping[str, Any]) -> None:
+        """A change event: the answers of `key` whose context holds `match` are stale now."""
+        now = time.monotonic()
+        with self._lock:
+            self._settling = [item for item in self._settling if item[2] > now]
+            self._settling.append((key, dict(match), now + SETTLE_SECONDS))
+            for read, entry in self._entries.items():
+                if entry.expires_at > 0 and _is_affected(entry.answer, key, match):
+                    self._entries[read] = replace(entry, expires_at=0.0)  # kept: still the last known value
+
+    def _drop_all(self) -> None:
+        """Events may have been missed: no cached answer is fresh any more. (No settling: the
+        changes missed are not recent ones that a server process may not have applied yet.)"""
+        with self._lock:
+            for read, entry in self._entries.items():
+                if entry.expires_at > 0:
+                    self._entries[read] = replace(entry, expires_at=0.0)
+
+    def _fresh_until(self, answer: str, expires_at: float) -> float:
+        """`expires_at`, or much sooner while a recent change event that affects this answer
+        settles (SETTLE_SECONDS, SETTLE_RECHECK_SECONDS)."""
+        with self._lock:
+            settling = list(self._settling)
+        now = time.monotonic()
+        if any(until > now and _is_affected(answer, key, match) for key, match, until in settling):
+            return min(expires_at, now + SETTLE_RECHECK_SECONDS)
+        return expires_at
+
     # HTTP ------------------------------------------------------------------------------------
 
     def _value_url(self, key: str) -> str:
@@ -424,14 +501,18 @@ class DynConfigClient:
         if pid_session is not None and pid_session[0] == os.getpid():
             return pid_session[1]
         # None yet in this thread, or one inherited through fork() that shares the parent's sockets.
+        session = self._new_session()
+        with self._lock:
+            self._sessions.append(session)
+        self._local.pid_session = (os.getpid(), session)
+        return session
+
+    def _new_session(self) -> requests.Session:
         session = self._session_factory()
         session.headers["User-Agent"] = f"dynconfig-client/{__version__}"
         session.headers["Accept"] = "application/json"
         if self._token:
             session.headers["Authorization"] = f"Bearer {self._token}"
-        with self._lock:
-            self._sessions.append(session)
-        self._local.pid_session = (os.getpid(), session)
         return session
 
     def _check_cooldown(self) -> None:
@@ -468,6 +549,28 @@ def _context_text(value: ContextValue) -> str:
     if isinstance(value, (str, int)):
         return str(value)
     return ",".join(str(item) for item in value)
+
+
+def _is_affected(answer: str, key: str, match: Mapping[str, Any]) -> bool:
+    """Whether a change of `key` in the contexts holding `match` affects this cached answer
+    (its key is the server's, aliases resolved; a list in the match must be within the answer's)."""
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        return True
+    if not isinstance(data, dict) or data.get("key") != key:
+        return False
+    context = data.get("context") or {}
+    for name, wanted in match.items():
+        given = context.get(name) if isinstance(context, dict) else None
+        if isinstance(wanted, list) or (name == "channels" and isinstance(wanted, str)):
+            wanted_names = set(wanted.split(",") if isinstance(wanted, str) else map(str, wanted))
+            given_names = set(given.split(",") if isinstance(given, str) else map(str, given or []))
+            if not wanted_names <= given_names:
+                return False
+        elif given is None or str(given) != str(wanted):
+            return False
+    return True
 
 
 def _is_answer(data: Any) -> bool:

@@ -2,7 +2,10 @@
 
 Scopes (access/principals.py): `values:read` reads; `values:write` reads, and writes overrides
 and fallbacks, refreshes and rolls back; `sources:manage` reads, and opens and resets source
-breakers; a staff admin session may do everything. Reads (planning's POSTs and the batch read
+breakers; `values:approve` reads, and approves or rejects change requests; `webhooks:manage`
+reads, and registers webhooks and reads their deliveries; a staff admin session
+may do everything (approving with the values.approve_changerequest permission, which the staff
+user here holds). Reads (planning's POSTs and the batch read
 included: they change nothing) are open to anonymous callers only where the deployment allows it
 (DYNCONFIG_ANONYMOUS_READS, never in production).
 
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -27,19 +31,25 @@ from access.models import Scope
 from audit.models import AuditEntry
 from tests.api.test_schema import api_routes
 from values.models import ValueRecord, ValueType
+from values.change_requests import change_request_propose, override_create_edit
 from values.services import override_create
+from webhooks.services import webhook_create
 from tests.tokens import token_client
 
 ANONYMOUS = "anonymous"
 READ_TOKEN = "read token"
 WRITE_TOKEN = "write token"
 MANAGE_TOKEN = "manage token"
+APPROVE_TOKEN = "approve token"
+WEBHOOKS_TOKEN = "webhooks token"
 STAFF_SESSION = "staff session"
-ROLES = (ANONYMOUS, READ_TOKEN, WRITE_TOKEN, MANAGE_TOKEN, STAFF_SESSION)
+ROLES = (ANONYMOUS, READ_TOKEN, WRITE_TOKEN, MANAGE_TOKEN, APPROVE_TOKEN, WEBHOOKS_TOKEN, STAFF_SESSION)
 
-READERS = frozenset({READ_TOKEN, WRITE_TOKEN, MANAGE_TOKEN, STAFF_SESSION})
+READERS = frozenset({READ_TOKEN, WRITE_TOKEN, MANAGE_TOKEN, APPROVE_TOKEN, WEBHOOKS_TOKEN, STAFF_SESSION})
 WRITERS = frozenset({WRITE_TOKEN, STAFF_SESSION})
 MANAGERS = frozenset({MANAGE_TOKEN, STAFF_SESSION})
+APPROVERS = frozenset({APPROVE_TOKEN, STAFF_SESSION})
+HOOK_MANAGERS = frozenset({WEBHOOKS_TOKEN, STAFF_SESSION})  # webhooks:manage
 
 # The access rules where reads need sign-in (production). Where anonymous reads are allowed
 # (development), every READERS row is open to ANONYMOUS as well; nothing else changes.
@@ -67,6 +77,18 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/planning/budget-tier/"): READERS,
     ("POST", "/api/v1/planning/projections/"): READERS,
     ("POST", "/api/v1/history/{entry_id}/revert/"): WRITERS,
+    ("GET", "/api/v1/change-requests/"): READERS,
+    ("GET", "/api/v1/change-requests/{request_id}/"): READERS,
+    ("POST", "/api/v1/change-requests/{request_id}/approve/"): APPROVERS,
+    ("POST", "/api/v1/change-requests/{request_id}/reject/"): APPROVERS,
+    ("GET", "/api/v1/values/stream/"): READERS,
+    ("GET", "/api/v1/webhooks/"): HOOK_MANAGERS,
+    ("POST", "/api/v1/webhooks/"): HOOK_MANAGERS,
+    ("GET", "/api/v1/webhooks/{webhook_id}/"): HOOK_MANAGERS,
+    ("PATCH", "/api/v1/webhooks/{webhook_id}/"): HOOK_MANAGERS,
+    ("DELETE", "/api/v1/webhooks/{webhook_id}/"): HOOK_MANAGERS,
+    ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret/"): HOOK_MANAGERS,
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries/"): HOOK_MANAGERS,
 }
 
 
@@ -114,6 +136,20 @@ def _rollback() -> Call:
     return Call(f"/api/v1/values/{KEY}/rollback/", {"record_id": record.pk, "reason": REASON})
 
 
+def _change_request_id() -> int:
+    """A pending request (an override for Germany), proposed by someone none of the roles is."""
+    value_type = ValueType.objects.get(key=KEY)
+    edit = override_create_edit(
+        value_type=value_type, value=value_type.fallback_value, reason=REASON, actor="test", context_match={"region": "de"}
+    )
+    return change_request_propose(edits=[edit], reason=REASON, actor="test", channel="test").pk
+
+
+def _webhook_id() -> int:
+    webhook, _ = webhook_create(url="https://hooks.example.com/matrix", actor="test", channel="test")
+    return webhook.pk
+
+
 def _revert() -> Call:
     entry = AuditEntry.objects.get(object_type="values.override", object_id=str(_override_id()), action="create")
     return Call(f"/api/v1/history/{entry.pk}/revert/", {"reason": REASON})
@@ -156,6 +192,25 @@ REQUESTS: dict[tuple[str, str], Callable[[], Call]] = {
         "/api/v1/planning/projections/", {"channels": {"search_advertising": "1000.00"}, **CONTEXT}
     ),
     ("POST", "/api/v1/history/{entry_id}/revert/"): _revert,
+    ("GET", "/api/v1/change-requests/"): lambda: Call("/api/v1/change-requests/?state=pending"),
+    ("GET", "/api/v1/change-requests/{request_id}/"): lambda: Call(f"/api/v1/change-requests/{_change_request_id()}/"),
+    ("POST", "/api/v1/change-requests/{request_id}/approve/"): lambda: Call(
+        f"/api/v1/change-requests/{_change_request_id()}/approve/", {"note": REASON}
+    ),
+    ("POST", "/api/v1/change-requests/{request_id}/reject/"): lambda: Call(
+        f"/api/v1/change-requests/{_change_request_id()}/reject/", {"note": REASON}
+    ),
+    # Bounded: the test client would otherwise wait for the end of an endless stream.
+    ("GET", "/api/v1/values/stream/"): lambda: Call("/api/v1/values/stream/?max_seconds=0.1"),
+    ("GET", "/api/v1/webhooks/"): lambda: Call("/api/v1/webhooks/"),
+    ("POST", "/api/v1/webhooks/"): lambda: Call("/api/v1/webhooks/", {"url": "https://hooks.example.com/x"}),
+    ("GET", "/api/v1/webhooks/{webhook_id}/"): lambda: Call(f"/api/v1/webhooks/{_webhook_id()}/"),
+    ("PATCH", "/api/v1/webhooks/{webhook_id}/"): lambda: Call(f"/api/v1/webhooks/{_webhook_id()}/", {"is_enabled": False}),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}/"): lambda: Call(f"/api/v1/webhooks/{_webhook_id()}/", {"reason": REASON}),
+    ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret/"): lambda: Call(
+        f"/api/v1/webhooks/{_webhook_id()}/rotate-secret/", {"reason": REASON}
+    ),
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries/"): lambda: Call(f"/api/v1/webhooks/{_webhook_id()}/deliveries/"),
 }
 
 
@@ -177,6 +232,7 @@ def values_overridden(engine, sources_down):
 def clients(values_overridden, django_user_model) -> dict[str, APIClient]:
     """A client per role."""
     staff = django_user_model.objects.create_user("operator", password="unused-password", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="approve_changerequest"))
     staff_client = APIClient()  # CSRF checks off, as for a browser that sends its token (tested below)
     staff_client.force_login(staff)
     return {
@@ -184,6 +240,8 @@ def clients(values_overridden, django_user_model) -> dict[str, APIClient]:
         READ_TOKEN: token_client("reader", [Scope.VALUES_READ]),
         WRITE_TOKEN: token_client("writer", [Scope.VALUES_WRITE]),
         MANAGE_TOKEN: token_client("manager", [Scope.SOURCES_MANAGE]),
+        APPROVE_TOKEN: token_client("approver", [Scope.VALUES_APPROVE]),
+        WEBHOOKS_TOKEN: token_client("hooks", [Scope.WEBHOOKS_MANAGE]),
         STAFF_SESSION: staff_client,
     }
 
