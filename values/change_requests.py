@@ -44,8 +44,13 @@ from django.utils import timezone
 from audit.history import UNTRACKED_FIELDS, audit_record, object_type_of, snapshot
 from audit.models import AuditEntry
 from values.models import ChangeRequest, Override, ValueRecord, ValueType, ValueTypeSource
-from values.services import OVERRIDE_UPDATABLE_FIELDS, VersionConflict, audit_entry_revert_plan
-from values.services import _context_match_of as context_match_of  # the rollback's own rule, shared
+from values.services import (
+    OVERRIDE_UPDATABLE_FIELDS,
+    VersionConflict,
+    audit_entry_revert_plan,
+    context_match_of,
+    override_unsaved,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +149,13 @@ def override_create_edit(
     expires_at: datetime | None = None,
 ) -> ProposedEdit:
     """The override `values.services.override_create` would make, to propose instead."""
-    override = Override(
+    override = override_unsaved(
         value_type=value_type,
-        context_match=context_match or {},
         value=value,
         reason=reason,
-        author=actor,
-        starts_at=starts_at or timezone.now(),
+        actor=actor,
+        context_match=context_match,
+        starts_at=starts_at,
         expires_at=expires_at,
     )
     return ProposedEdit(instance=override, before=None)

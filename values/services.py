@@ -40,6 +40,29 @@ class VersionConflict(Exception):
         super().__init__(f"It changed since it was read: the current version is {current_version}.")
 
 
+def override_unsaved(
+    *,
+    value_type: ValueType,
+    value: Any,
+    reason: str,
+    actor: str,
+    context_match: dict[str, Any] | None = None,
+    starts_at: datetime | None = None,
+    expires_at: datetime | None = None,
+) -> Override:
+    """The override `override_create` makes, neither validated nor saved (a change request
+    proposes it instead)."""
+    return Override(
+        value_type=value_type,
+        context_match=context_match or {},
+        value=value,
+        reason=reason,
+        author=actor,
+        starts_at=starts_at or timezone.now(),
+        expires_at=expires_at,
+    )
+
+
 @transaction.atomic
 def override_create(
     *,
@@ -53,13 +76,13 @@ def override_create(
     expires_at: datetime | None = None,
 ) -> Override:
     """Create an override; raises django.core.exceptions.ValidationError if it is refused."""
-    override = Override(
+    override = override_unsaved(
         value_type=value_type,
-        context_match=context_match or {},
         value=value,
         reason=reason,
-        author=actor,
-        starts_at=starts_at or timezone.now(),
+        actor=actor,
+        context_match=context_match,
+        starts_at=starts_at,
         expires_at=expires_at,
     )
     _validate_override(override)
@@ -151,7 +174,7 @@ def value_rollback(
         reason=f"Rollback to the value fetched at {fetched_at} (value record {record.pk}): {reason}",
         actor=actor,
         channel=channel,
-        context_match=_context_match_of(record.context),
+        context_match=context_match_of(record.context),
         expires_at=expires_at,
     )
 
@@ -173,7 +196,7 @@ def _validate_override(override: Override) -> None:
     override.full_clean()  # schema, bounds, and a context_match every process can read back
 
 
-def _context_match_of(context: dict[str, Any]) -> dict[str, Any]:
+def context_match_of(context: dict[str, Any]) -> dict[str, Any]:
     """A canonical context as an override's context_match (lists written as "a,b")."""
     return {
         name: ",".join(value) if name in LIST_KEYS and isinstance(value, list) else value
