@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import DatabaseError, transaction
@@ -180,26 +181,42 @@ class RedisCache:
         An L2 hit is mostly this one round trip, and redis-py's client wraps each command in a
         pool checkout (with a poll of the socket), retries and instrumentation that cost more
         than the round trip itself on a local Redis. Reads only: writes and locks go through
-        the client (`_call`). The connection has the pool's address, timeouts and credentials;
-        a thread's is closed when the thread ends, and after any error it is closed, so a late reply cannot be read as the
-        answer to the next GET, and L2 is skipped for a while as with any Redis error.
+        the client (`_call`). The connection has the pool's address, timeouts and credentials
+        and is closed when its thread ends. A kept connection that Redis (its `timeout`) or a
+        proxy closed while idle gets one more try on a new one; any other error closes it (so
+        a late reply cannot be read as the answer to the next GET) and skips L2 for a while,
+        as any Redis error does. Never a second try after a timeout: a Redis that hangs costs
+        a read one timeout, not two.
         """
         if not self.is_enabled:
             return None
-        held = self._held
+        is_new = True
         try:
-            if getattr(held, "made_for", None) == (os.getpid(), self._settings_version):
-                connection = held.connection
-            else:
-                pool = get_redis_connection("default").connection_pool
-                connection = pool.connection_class(**pool.connection_kwargs)
-                held.connection, held.made_for = connection, (os.getpid(), self._settings_version)
-            connection.send_command("GET", key)
-            return connection.read_response()
+            try:
+                connection, is_new = self._held_connection()
+                connection.send_command("GET", key)
+                return connection.read_response()
+            except redis.ConnectionError:
+                if is_new:
+                    raise
+                self.forget_connections()
+                connection, _ = self._held_connection()
+                connection.send_command("GET", key)
+                return connection.read_response()
         except Exception as error:  # noqa: BLE001 - the tier fails open, whatever Redis raised
             self.forget_connections()
             self._unavailable(error)
             return None
+
+    def _held_connection(self) -> tuple[redis.Connection, bool]:
+        """This thread's connection for GETs, and whether it was made just now."""
+        held = self._held
+        if getattr(held, "made_for", None) == (os.getpid(), self._settings_version):
+            return held.connection, False
+        pool = get_redis_connection("default").connection_pool
+        connection = pool.connection_class(**pool.connection_kwargs)
+        held.connection, held.made_for = connection, (os.getpid(), self._settings_version)
+        return connection, True
 
     def forget_connections(self) -> None:
         """Make every thread's next GET use a new connection (its own is closed now; others'

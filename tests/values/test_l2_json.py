@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.test import override_settings
 from django_redis import get_redis_connection
 from rest_framework.renderers import JSONRenderer
 
@@ -84,13 +85,9 @@ def test_l1_copy_of_an_l2_hit__json_retiered_byte_for_byte_as_made_from_scratch(
     assert b'"tier":"l1"' in in_l1.as_json()
 
 
-def test_l2_get__its_connection_killed__fails_open_then_reads_on_a_new_connection(engine, monkeypatch):
-    key = "dynconfig:test:json-reconnect"
-    answer = an_answer(expires_in=timedelta(seconds=60))
-    l2.set(key, answer)
-    assert l2.get(key) == answer.found_in("l2")  # this thread's GET connection is made now
-
-    # This test's connections to its Redis database closed by Redis, as a restart would.
+def _kill_this_tests_redis_connections() -> None:
+    """Close this test's connections to its Redis database, as a Redis `timeout` or a proxy
+    closes idle ones (only this database's: other runs share the server)."""
     killer = redis.Redis.from_url(settings.REDIS_URL)
     own_id, database = killer.client_id(), killer.connection_pool.connection_kwargs.get("db", 0)
     ours = [c["id"] for c in killer.client_list() if int(c["db"]) == database and int(c["id"]) != own_id]
@@ -98,7 +95,36 @@ def test_l2_get__its_connection_killed__fails_open_then_reads_on_a_new_connectio
     for client_id in ours:
         killer.client_kill_filter(_id=client_id)
 
-    assert l2.get(key) is None  # the broken connection: L2 fails open and is skipped a while
-    assert l2.get(key) is None  # skipped (no second attempt on a dead Redis)
+
+def test_l2_get__its_kept_connection_closed_by_redis__read_again_on_a_new_connection(engine):
+    key = "dynconfig:test:json-reconnect"
+    answer = an_answer(expires_in=timedelta(seconds=60))
+    l2.set(key, answer)
+    assert l2.get(key) == answer.found_in("l2")  # this thread's GET connection is made now
+
+    _kill_this_tests_redis_connections()
+
+    assert l2.get(key) == answer.found_in("l2")  # on a new connection, without skipping L2
+    assert l2.is_enabled
+
+
+def test_l2_get__redis_gone__fails_open_and_skips_l2_a_while(engine, monkeypatch):
+    key = "dynconfig:test:json-gone"
+    answer = an_answer(expires_in=timedelta(seconds=60))
+    l2.set(key, answer)
+    assert l2.get(key) == answer.found_in("l2")
+    # Redis moved away: every connection to the old address is refused from now on.
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0", CACHES=_caches_at("redis://127.0.0.1:1/0")):
+        assert l2.get(key) is None  # refused: L2 fails open
+        assert not l2.is_enabled  # and is skipped for L2_RETRY_AFTER
     monkeypatch.setattr(l2, "_down_until", 0.0)  # as L2_RETRY_AFTER later
-    assert l2.get(key) == answer.found_in("l2")  # on a new connection
+    assert l2.get(key) == answer.found_in("l2")  # back at its address
+
+
+def _caches_at(location: str) -> dict:
+    return {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": location,
+        }
+    }
