@@ -2,7 +2,9 @@
 
 Beat runs two tasks every DYNCONFIG_DISPATCH_INTERVAL seconds: the dispatcher, which reads each
 value type's `update_frequency` from the database and queues the refreshes that are due, and
-the applier of approved change requests whose scheduled time has come (see values.tasks). Settings come from Django's (CELERY_*), JSON only.
+the applier of approved change requests whose scheduled time has come (see values.tasks); and,
+where change events exist (Redis), the announcer of overrides that start or expire, every
+DYNCONFIG_CHANGE_CHECK_INTERVAL seconds. Settings come from Django's (CELERY_*), JSON only.
 """
 
 import os
@@ -31,12 +33,14 @@ def schedule_dispatcher(sender, **kwargs):
         sender.signature("values.tasks.apply_due_change_requests"),
         name="apply due change requests",
     )
-    # Overrides that start or expire change answers with no edit: announced as change events.
-    sender.add_periodic_task(
-        settings.DYNCONFIG_CHANGE_CHECK_INTERVAL,
-        sender.signature("values.tasks.announce_override_transitions"),
-        name="announce override starts and expiries",
-    )
+    # Overrides that start or expire change answers with no edit: announced as change events,
+    # which live in Redis (without it, the embedded default, there are none to announce).
+    if settings.REDIS_URL:
+        sender.add_periodic_task(
+            settings.DYNCONFIG_CHANGE_CHECK_INTERVAL,
+            sender.signature("values.tasks.announce_override_transitions"),
+            name="announce override starts and expiries",
+        )
 
 
 @worker_process_init.connect
